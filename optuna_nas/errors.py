@@ -1,0 +1,40 @@
+"""Errors raised by optuna_nas.
+
+Every error a user can trigger with bad input derives from :class:`NasError`, so a caller
+can catch the package's own errors in one place. Each also derives from the builtin that
+fits (``ValueError``, ``FileNotFoundError``, ...) so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchitectureError",
+    "DatasetError",
+    "NasError",
+    "NonFiniteLossError",
+    "TableError",
+]
+
+
+class NasError(Exception):
+    """Base class of every error raised by optuna_nas."""
+
+
+class ArchitectureError(NasError, ValueError):
+    """An architecture string, parameter set or value does not fit its search space."""
+
+
+class DatasetError(NasError, ValueError):
+    """A dataset folder is missing or laid out differently from what the loader expects."""
+
+
+class TableError(NasError, ValueError):
+    """A benchmark table is missing, or its columns or rows are malformed."""
+
+
+class NonFiniteLossError(NasError, RuntimeError):
+    """The training loss became NaN or infinite.
+
+    Pass ``catch=(NonFiniteLossError,)`` to :meth:`optuna.study.Study.optimize` so that a
+    diverged trial is recorded as FAILED and the study goes on.
+    """
