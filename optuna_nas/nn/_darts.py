@@ -98,7 +98,10 @@ class AuxiliaryHead(nn.Module):
     def __init__(self, channels: int, num_classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
+            # Not in place: the head reads the main path's state, which must stay unchanged
+            # (an in-place ReLU would also rectify the features the classifier sees when the
+            # head sits on the last cell, so train and eval logits would differ).
+            nn.ReLU(inplace=False),
             nn.AdaptiveAvgPool2d(2),
             nn.Conv2d(channels, 128, 1, bias=False),
             nn.BatchNorm2d(128),
@@ -110,7 +113,8 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.features(x), 1))
+        return logits
 
 
 class CellNetwork(nn.Module):
@@ -182,7 +186,7 @@ class CellNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.aux_index and self.auxiliary_head is not None and self.training:
                 aux_logits = self.auxiliary_head(s1)
-        logits = self.classifier(torch.flatten(self.pool(s1), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(s1), 1))
         if aux_logits is not None:
             return logits, aux_logits
         return logits

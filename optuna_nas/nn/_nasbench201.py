@@ -26,7 +26,7 @@ class NasBench201Cell(nn.Module):
         nodes = [x]
         for j in range(1, 4):
             total = None
-            for (to, frm), op in zip(EDGES, self.edge_ops):
+            for (to, frm), op in zip(EDGES, self.edge_ops, strict=True):
                 if to == j:
                     out = op(nodes[frm])
                     total = out if total is None else total + out
@@ -47,7 +47,8 @@ class ResidualReduction(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.conv_b(self.conv_a(x))
+        out: torch.Tensor = self.shortcut(x) + self.conv_b(self.conv_a(x))
+        return out
 
 
 class NasBench201Network(nn.Module):
@@ -88,4 +89,5 @@ class NasBench201Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.cells(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(x), 1))
+        return logits

@@ -123,22 +123,26 @@ class SepConv(nn.Sequential):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the spatial size with two offset stride-2 1x1 convolutions, concatenated."""
+    """Halve the spatial size with two offset stride-2 1x1 convolutions, concatenated.
+
+    For an odd ``c_out`` the second path has the extra channel, so every channel count works.
+    """
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
         super().__init__()
-        if c_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even channel count, got {c_out}.")
+        if c_out < 2:
+            raise ValueError(f"FactorizedReduce needs at least 2 output channels, got {c_out}.")
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out - c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         # The second path sees the input shifted by one pixel, padded back on odd sizes.
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        out: torch.Tensor = self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return out
 
 
 class Zero(nn.Module):

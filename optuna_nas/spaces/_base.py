@@ -4,7 +4,7 @@ import abc
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import optuna
@@ -12,7 +12,7 @@ import torch
 
 from optuna_nas.errors import ArchitectureError
 
-Choice = Union[None, bool, int, float, str]
+Choice = None | bool | int | float | str
 """A value a decision can take: the types Optuna's categorical distribution accepts."""
 
 Condition = Callable[[Mapping[str, Choice]], bool]
@@ -36,6 +36,8 @@ class Decision:
     condition: Condition | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        # Accept any sequence, but keep a tuple so the decision stays hashable and immutable.
+        object.__setattr__(self, "choices", tuple(self.choices))
         if not self.choices:
             raise ArchitectureError(f"Decision {self.name!r} has no choices.")
         if len(set(self.choices)) != len(self.choices):
@@ -80,7 +82,7 @@ class Architecture:
         return dict(self.values)
 
 
-RandomLike = Union[int, None, random.Random, np.random.Generator]
+RandomLike = int | None | random.Random | np.random.Generator
 
 
 def _as_random(rng: RandomLike) -> random.Random:
@@ -132,8 +134,11 @@ class SearchSpace(abc.ABC):
             network_options: Options of the network (``channels``, ``num_classes``, ...).
         """
 
-    def _check_values(self, values: Mapping[str, Choice]) -> None:
-        """Constraints across decisions, beyond each value being one of its choices."""
+    def _check_values(self, values: Mapping[str, Choice]) -> None:  # noqa: B027
+        """Constraints across decisions, beyond each value being one of its choices.
+
+        Does nothing by default; a subclass overrides it to raise ArchitectureError.
+        """
 
     # ----------------------------------------------------------------------------------
     def active_decisions(self, values: Mapping[str, Choice]) -> Iterator[Decision]:
@@ -273,10 +278,18 @@ class SearchSpace(abc.ABC):
                 f"{arch!r} is not an architecture of the {self.name} space; build it with "
                 "this space's suggest(), parse() or from_params()."
             )
-        names = {d.name for d in self.decisions}
-        if any(name not in names for name, _ in arch.values):
+        # The name alone does not tell configurations apart (DartsCells(steps=2) and
+        # DartsCells(steps=4) share it): the values must be a complete, valid set here.
+        try:
+            remade = self.from_values(arch.as_dict())
+        except ArchitectureError as error:
             raise ArchitectureError(
-                f"{arch!r} was made by a {self.name} space of another configuration."
+                f"{arch!r} was made by a {self.name} space of another configuration: {error}"
+            ) from None
+        if remade.values != arch.values:
+            raise ArchitectureError(
+                f"{arch!r} was made by a {self.name} space of another configuration: its "
+                "decisions are not in this space's order."
             )
 
     def _names_hint(self) -> str:

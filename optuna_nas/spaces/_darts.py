@@ -155,19 +155,22 @@ class DartsCells(SearchSpace):
                         f"Unknown op {op!r} in genotype field {cell!r}; this space's ops are "
                         f"{list(self.ops)}."
                     )
-            combines = fields.get(f"{cell}_combine") or ["add"] * self.steps
+            combines = fields.get(f"{cell}_combine")
+            if combines is None or combines == []:
+                combines = ["add"] * self.steps
+            if (
+                not isinstance(combines, list)
+                or len(combines) != self.steps
+                or any(not isinstance(c, str) or c not in COMBINES for c in combines)
+            ):
+                raise ArchitectureError(
+                    f"Genotype field {cell}_combine must list {self.steps} of {COMBINES}, "
+                    f"got {combines!r}."
+                )
             if not self.combine and any(c != "add" for c in combines):
                 raise ArchitectureError(
                     f"Genotype field {cell}_combine asks for concat combines; this space "
                     "adds its blocks (use a space with combine=True)."
-                )
-            if (
-                not isinstance(combines, list)
-                or len(combines) != self.steps
-                or any(c not in COMBINES for c in combines)
-            ):
-                raise ArchitectureError(
-                    f"Genotype field {cell}_combine must list {self.steps} of {COMBINES}."
                 )
             for k in range(self.steps):
                 node = f"{cell}/n{k + 2}"
@@ -194,7 +197,14 @@ class DartsCells(SearchSpace):
                     values[f"{node}/combine"] = combines[k]
             concat = fields.get(f"{cell}_concat")
             expected = self._concat_of([(op, idx) for op, idx in pairs])
-            if concat is not None and list(concat) != expected:
+            if concat is not None and not (
+                isinstance(concat, list) and all(type(c) is int for c in concat)
+            ):
+                raise ArchitectureError(
+                    f"Genotype field {cell}_concat must be a list of state indices, like "
+                    f"{expected!r}; got {concat!r}."
+                )
+            if concat is not None and concat != expected:
                 raise ArchitectureError(
                     f"Genotype field {cell}_concat is {concat!r}, but this space "
                     f"(concat={self.concat!r}) concatenates {expected} for these blocks."
@@ -257,9 +267,11 @@ class NasNetCells(DartsCells):
 
 def _read_genotype(string: str) -> dict[str, Any]:
     example = "Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)"
+    tree: ast.expr | None
     try:
+        # Parsed only, never evaluated: field values must be plain literals (below).
         tree = ast.parse(string, mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         tree = None
     if not (
         isinstance(tree, ast.Call)
@@ -275,20 +287,56 @@ def _read_genotype(string: str) -> dict[str, Any]:
     allowed = {"normal", "normal_concat", "reduce", "reduce_concat", "normal_combine",
                "reduce_combine"}
     for keyword in tree.keywords:
+        if keyword.arg is None:
+            raise ArchitectureError(
+                f"Malformed genotype string {string[:80]!r}: '**' unpacking is not a field; "
+                f"write each field out, like {example!r}."
+            )
         if keyword.arg not in allowed:
             raise ArchitectureError(
                 f"Unknown genotype field {keyword.arg!r}; fields are {sorted(allowed)}."
             )
-        try:
-            value = ast.literal_eval(keyword.value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise ArchitectureError(
-                f"Genotype field {keyword.arg!r} is not a plain literal (a list of values)."
-            ) from None
-        if isinstance(value, (tuple, range)):
+        if keyword.arg in fields:
+            raise ArchitectureError(f"Genotype field {keyword.arg!r} is given twice.")
+        value = _range_literal(keyword.value)
+        if value is None:
+            try:
+                value = ast.literal_eval(keyword.value)
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                raise ArchitectureError(
+                    f"Genotype field {keyword.arg!r} is not a plain literal (a list of values)."
+                ) from None
+        if isinstance(value, tuple):
             value = list(value)
         fields[keyword.arg] = value
     return fields
+
+
+def _range_literal(node: ast.expr) -> list[int] | None:
+    """``range(a, b[, step])`` with integer literals as a list, as DARTS' search prints concat.
+
+    ``None`` for any other expression; nothing is evaluated.
+    """
+    if not (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "range"
+        and not node.keywords
+        and 1 <= len(node.args) <= 3
+    ):
+        return None
+    args: list[int] = []
+    for arg in node.args:
+        try:
+            value = ast.literal_eval(arg)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+        if type(value) is not int or abs(value) > 1_000:
+            return None
+        args.append(value)
+    if len(args) == 3 and args[2] == 0:
+        return None
+    return list(range(*args))
 
 
 def _ops_field(fields: dict[str, Any], cell: str, string: str) -> list[tuple[str, int]]:

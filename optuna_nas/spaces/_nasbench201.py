@@ -11,7 +11,7 @@ from optuna_nas.nn._nasbench201 import EDGES, NasBench201Network
 from optuna_nas.nn._ops import OP_SETS
 from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
 
-_NODE = re.compile(r"^\|(.*)\|$")
+_NODE = re.compile(r"\|(.*)\|")
 
 
 class NasBench201Space(SearchSpace):
@@ -58,7 +58,7 @@ class NasBench201Space(SearchSpace):
             )
         values: dict[str, Choice] = {}
         for to, node in enumerate(nodes, start=1):
-            match = _NODE.match(node)
+            match = _NODE.fullmatch(node)
             edges = match.group(1).split("|") if match else []
             if len(edges) != to:
                 raise ArchitectureError(

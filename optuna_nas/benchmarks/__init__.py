@@ -1,0 +1,41 @@
+"""Benchmarks: score search strategies on tabular NAS benchmarks with any Optuna sampler.
+
+``python -m optuna_nas.benchmarks nasbench201 --table PATH`` runs the NAS-Bench-201
+protocol (see ``docs/benchmarks.md``); the classes below are the same runner as a library.
+"""
+
+from __future__ import annotations
+
+from optuna_nas.benchmarks._nasbench201 import (
+    NUMERIC_COLUMNS,
+    NasBench201Objective,
+    NasBench201Row,
+    NasBench201Run,
+    NasBench201Summary,
+    NasBench201Table,
+    run_nasbench201,
+)
+from optuna_nas.benchmarks._samplers import (
+    SamplerFactory,
+    UnknownSamplerError,
+    list_samplers,
+    make_sampler,
+    register_sampler,
+    unregister_sampler,
+)
+
+__all__ = [
+    "NUMERIC_COLUMNS",
+    "NasBench201Objective",
+    "NasBench201Row",
+    "NasBench201Run",
+    "NasBench201Summary",
+    "NasBench201Table",
+    "SamplerFactory",
+    "UnknownSamplerError",
+    "list_samplers",
+    "make_sampler",
+    "register_sampler",
+    "run_nasbench201",
+    "unregister_sampler",
+]

@@ -1,0 +1,163 @@
+"""Command line of the benchmark runners: ``python -m optuna_nas.benchmarks SUBCOMMAND``.
+
+Each subcommand adds its parser in an ``_add_*`` function and sets a ``handler`` that takes
+the parsed arguments and returns the exit status. Errors a user can cause (a bad path, an
+unknown sampler) print one line to stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import optuna
+
+from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
+from optuna_nas.benchmarks._samplers import check_sampler_names
+from optuna_nas.errors import NasError
+
+Handler = Callable[[argparse.Namespace], int]
+
+_USAGE_ERROR = 2
+
+
+class _CommandError(Exception):
+    """A user error found by a handler: printed as one line, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _sampler_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated sampler names")
+    return names
+
+
+def _add_nasbench201(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "nasbench201",
+        help="NAS-Bench-201 budget protocol with Optuna samplers (table look-ups, CPU only)",
+        description=(
+            "Run the NAS-Bench-201 search protocol (each evaluation returns "
+            "search_valid_acc and charges search_cost_s; stop before the budget would be "
+            "exceeded; score = final_test_acc of the best search_valid_acc seen) with each "
+            "sampler over seeds 0..N-1, and print per sampler the mean ± population std of "
+            "the score and the mean number of evaluations."
+        ),
+    )
+    parser.add_argument(
+        "--table", required=True, type=Path, help="the NAS-Bench-201 CSV table (cifar10.csv)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=12000.0,
+        help="simulated seconds per run (default: 12000, the paper's)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=100,
+        help="number of runs per sampler; run k uses seed k (default: 100)",
+    )
+    parser.add_argument(
+        "--samplers",
+        type=_sampler_names,
+        default=["random", "tpe"],
+        help="comma-separated registered sampler names (default: random,tpe)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write figures and per-seed results here"
+    )
+    parser.set_defaults(handler=_run_nasbench201)
+
+
+def _run_nasbench201(args: argparse.Namespace) -> int:
+    samplers: list[str] = args.samplers
+    check_sampler_names(samplers)  # Before the table is read: fail fast on a typo.
+    table = NasBench201Table.load(args.table)
+    results = []
+    for name in samplers:
+        try:
+            summary = run_nasbench201(table, name, seeds=args.seeds, budget_s=args.budget)
+        except ValueError as error:  # e.g. a budget below the cost of one evaluation
+            if isinstance(error, NasError):
+                raise
+            raise _CommandError(str(error)) from error
+        print(summary.line(), flush=True)
+        results.append(summary)
+    if args.json is not None:
+        document = {
+            "benchmark": "nasbench201",
+            "table": str(args.table),
+            "budget_s": args.budget,
+            "seeds": args.seeds,
+            "std": "population (ddof=0); std_sample has ddof=1",
+            "samplers": {summary.sampler: summary.as_dict() for summary in results},
+        }
+        try:
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one subcommand per benchmark."""
+    parser = argparse.ArgumentParser(
+        prog="python -m optuna_nas.benchmarks",
+        description="Score Optuna samplers on neural architecture search benchmarks.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_nasbench201(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: The arguments after the program name; ``sys.argv[1:]`` by default.
+
+    Returns:
+        The exit status: 0 on success, 2 on a usage or input error. (Argument-syntax errors
+        exit through argparse with status 2.)
+    """
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return handler(args)
+    except (NasError, _CommandError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return _USAGE_ERROR
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""NAS-Bench-201 as a tabular benchmark: the table, the budget protocol and the runner.
+
+Paper: Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture
+Search", ICLR 2020, https://arxiv.org/abs/2001.00326.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from optuna_nas.benchmarks._samplers import make_sampler
+from optuna_nas.errors import ArchitectureError, TableError
+from optuna_nas.spaces import Architecture, NasBench201Space
+
+__all__ = [
+    "NUMERIC_COLUMNS",
+    "NasBench201Objective",
+    "NasBench201Row",
+    "NasBench201Run",
+    "NasBench201Summary",
+    "NasBench201Table",
+    "run_nasbench201",
+]
+
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "search_valid_acc",
+    "search_cost_s",
+    "final_test_acc",
+    "valid_acc_200ep",
+    "params_mb",
+    "latency_s",
+)
+"""The numeric columns a NAS-Bench-201 table must have, besides ``arch``."""
+
+_COLUMNS: tuple[str, ...] = ("arch", *NUMERIC_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class NasBench201Row:
+    """One architecture of a NAS-Bench-201 table.
+
+    Args:
+        arch: The architecture.
+        search_valid_acc: Validation accuracy (%) after the 12-epoch schedule: what a
+            search may see.
+        search_cost_s: Simulated seconds that obtaining ``search_valid_acc`` costs.
+        final_test_acc: Test accuracy (%) after 200 epochs: the reported score.
+        valid_acc_200ep: Validation accuracy (%) after 200 epochs.
+        params_mb: Parameters, in millions.
+        latency_s: Inference latency, seconds.
+    """
+
+    arch: Architecture
+    search_valid_acc: float
+    search_cost_s: float
+    final_test_acc: float
+    valid_acc_200ep: float
+    params_mb: float
+    latency_s: float
+
+    def as_dict(self) -> dict[str, str | float]:
+        """The row as a dict of the table's columns, ``arch`` as its string."""
+        values: dict[str, str | float] = {"arch": str(self.arch)}
+        for column in NUMERIC_COLUMNS:
+            values[column] = getattr(self, column)
+        return values
+
+
+class NasBench201Table:
+    """A NAS-Bench-201 table: one row of accuracies and costs per cell architecture.
+
+    Build it with :meth:`load` from a CSV file in the schema of
+    ``shared/benchmarks/nasbench201/README.md`` (columns ``arch``, ``search_valid_acc``,
+    ``search_cost_s``, ``final_test_acc``, ``valid_acc_200ep``, ``params_mb``,
+    ``latency_s``; extra columns are ignored). Rows are looked up by
+    :class:`~optuna_nas.spaces.Architecture` or by architecture string:
+    ``table[arch].final_test_acc``.
+
+    Paper: Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural
+    Architecture Search", ICLR 2020, https://arxiv.org/abs/2001.00326.
+
+    Args:
+        rows: The rows; their architectures must be distinct and of ``space``.
+        space: The space the architectures belong to; a new
+            :class:`~optuna_nas.spaces.NasBench201Space` by default.
+        path: Where the rows were read from, for messages.
+
+    Raises:
+        TableError: There are no rows, or two rows have the same architecture.
+    """
+
+    def __init__(
+        self,
+        rows: Iterable[NasBench201Row],
+        *,
+        space: NasBench201Space | None = None,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.space = space if space is not None else NasBench201Space()
+        self.path = Path(path) if path is not None else None
+        self._rows: tuple[NasBench201Row, ...] = tuple(rows)
+        where = f" in {self.path}" if self.path is not None else ""
+        if not self._rows:
+            raise TableError(f"The NAS-Bench-201 table{where} has no rows.")
+        self._index: dict[str, NasBench201Row] = {}
+        for number, row in enumerate(self._rows, start=1):
+            if row.arch.space != self.space.name:
+                raise TableError(
+                    f"Row {number}{where}: {row.arch!r} is not a NAS-Bench-201 architecture."
+                )
+            key = str(row.arch)
+            if key in self._index:
+                raise TableError(f"Row {number}{where}: duplicate architecture {key!r}.")
+            self._index[key] = row
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, space: NasBench201Space | None = None
+    ) -> NasBench201Table:
+        """Read and check a NAS-Bench-201 CSV table.
+
+        Checks that the file exists, that the required columns are present, that every
+        ``arch`` parses, that the numeric columns hold finite numbers (``search_cost_s``
+        positive) and that no architecture appears twice.
+
+        Args:
+            path: The CSV file, e.g. ``shared/benchmarks/nasbench201/cifar10.csv``.
+            space: The space to parse architectures with; a new
+                :class:`~optuna_nas.spaces.NasBench201Space` by default.
+
+        Returns:
+            The table.
+
+        Raises:
+            TableError: The file is missing or unreadable, or a column or row is malformed;
+                the message names the path and, for a row, its number.
+        """
+        file = Path(path)
+        expected = (
+            "a NAS-Bench-201 CSV table with columns " + ", ".join(_COLUMNS) + " (see "
+            "shared/benchmarks/nasbench201/README.md)"
+        )
+        if not file.is_file():
+            what = "is a directory" if file.is_dir() else "does not exist"
+            raise TableError(f"Table file {str(file)!r} {what}; expected {expected}.")
+        space = space if space is not None else NasBench201Space()
+        rows: list[NasBench201Row] = []
+        try:
+            with file.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                header = reader.fieldnames
+                if not header:
+                    raise TableError(f"Table file {str(file)!r} is empty; expected {expected}.")
+                missing = [c for c in _COLUMNS if c not in header]
+                if missing:
+                    raise TableError(
+                        f"Table file {str(file)!r} lacks column(s) {', '.join(missing)}; "
+                        f"expected columns: {', '.join(_COLUMNS)} (found: {', '.join(header)})."
+                    )
+                for number, record in enumerate(reader, start=1):
+                    rows.append(_parse_row(record, number, reader.line_num, file, space))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise TableError(f"Cannot read table file {str(file)!r}: {error}.") from error
+        return cls(rows, space=space, path=file)
+
+    # ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[NasBench201Row]:
+        return iter(self._rows)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, Architecture | str):
+            return self.get(key) is not None
+        return False
+
+    def __getitem__(self, key: Architecture | str) -> NasBench201Row:
+        """The row of an architecture (an Architecture or its string).
+
+        Raises:
+            KeyError: The architecture is valid but has no row in this table.
+            ArchitectureError: The key is not a NAS-Bench-201 architecture.
+        """
+        row = self.get(key)
+        if row is None:
+            raise KeyError(f"No row for architecture {str(key)!r} in this table.")
+        return row
+
+    def get(self, key: Architecture | str) -> NasBench201Row | None:
+        """The row of an architecture, or ``None`` if the table has none.
+
+        Args:
+            key: An :class:`~optuna_nas.spaces.Architecture` of the NAS-Bench-201 space or
+                an architecture string (parsed, so surrounding spaces are fine).
+
+        Raises:
+            ArchitectureError: The key is not a NAS-Bench-201 architecture.
+        """
+        if isinstance(key, Architecture):
+            if key.space != self.space.name:
+                raise ArchitectureError(f"{key!r} is not a NAS-Bench-201 architecture.")
+            return self._index.get(key.string)
+        row = self._index.get(key)
+        if row is None:
+            row = self._index.get(str(self.space.parse(key)))
+        return row
+
+    @property
+    def rows(self) -> tuple[NasBench201Row, ...]:
+        """Every row, in file order."""
+        return self._rows
+
+    def column(self, name: str) -> list[float]:
+        """The values of a numeric column, in row order.
+
+        Args:
+            name: One of :data:`NUMERIC_COLUMNS`.
+        """
+        if name not in NUMERIC_COLUMNS:
+            raise TableError(f"Unknown column {name!r}; numeric columns: {NUMERIC_COLUMNS}.")
+        return [getattr(row, name) for row in self._rows]
+
+    def best(self, column: str = "final_test_acc") -> NasBench201Row:
+        """The row with the largest value of a numeric column (the first one on ties).
+
+        Args:
+            column: One of :data:`NUMERIC_COLUMNS`.
+        """
+        values = self.column(column)
+        return self._rows[max(range(len(values)), key=values.__getitem__)]
+
+    def __repr__(self) -> str:
+        where = f", path={str(self.path)!r}" if self.path is not None else ""
+        return f"NasBench201Table({len(self)} rows{where})"
+
+
+def _parse_row(
+    record: dict[str | Any, Any],
+    number: int,
+    line: int,
+    file: Path,
+    space: NasBench201Space,
+) -> NasBench201Row:
+    where = f"Row {number} (line {line}) of {str(file)!r}"
+    if None in record:
+        raise TableError(f"{where} has more fields than the header.")
+    values = [record[c] for c in _COLUMNS]
+    if any(v is None for v in values):
+        raise TableError(f"{where} has fewer fields than the header.")
+    try:
+        arch = space.parse(values[0])
+    except ArchitectureError as error:
+        raise TableError(f"{where}: bad architecture {values[0]!r}: {error}") from error
+    numbers: list[float] = []
+    for column, text in zip(NUMERIC_COLUMNS, values[1:], strict=True):
+        try:
+            number_ = float(text)
+        except ValueError:
+            number_ = math.nan
+        if not math.isfinite(number_):
+            raise TableError(f"{where}: column {column} is {text!r}, not a finite number.")
+        numbers.append(number_)
+    if numbers[1] <= 0:
+        raise TableError(f"{where}: search_cost_s is {values[2]!r}; costs must be positive.")
+    return NasBench201Row(arch, *numbers)
+
+
+class NasBench201Objective:
+    """The NAS-Bench-201 search protocol as an Optuna objective, for any sampler.
+
+    Each call suggests an architecture with ``space.suggest(trial)``, looks it up in the
+    table, charges its ``search_cost_s`` to the budget and returns its
+    ``search_valid_acc`` (so the study must maximize). The row's other columns are
+    recorded as the trial's user attrs. When an evaluation would take the total cost
+    over the budget, the objective charges nothing, calls ``trial.study.stop()`` and
+    raises :class:`optuna.TrialPruned`: that last trial ends PRUNED without a value and is
+    not counted, and ``study.optimize(objective)`` returns. Every later call is pruned the
+    same way. Run it with no ``n_trials``::
+
+        objective = NasBench201Objective(table, budget_s=12000)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(objective)
+        objective.best.final_test_acc  # the run's score
+
+    The answer of a run is the architecture with the best ``search_valid_acc`` seen (the
+    first one on ties), :attr:`best`; its ``final_test_acc`` is the score. In an ask/tell
+    loop, where ``study.stop()`` is not available, stop when :attr:`exhausted` is true.
+    One objective serves one run; calls from several threads are charged safely.
+
+    Paper: Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural
+    Architecture Search", ICLR 2020, https://arxiv.org/abs/2001.00326.
+
+    Args:
+        table: The benchmark table.
+        budget_s: The search budget in simulated seconds (12,000 in the paper).
+        space: The space whose params are suggested; the table's space by default. Give
+            one with another prefix to share a trial with other params.
+
+    Raises:
+        ValueError: The budget is not a positive finite number.
+    """
+
+    def __init__(
+        self,
+        table: NasBench201Table,
+        budget_s: float = 12000.0,
+        *,
+        space: NasBench201Space | None = None,
+    ) -> None:
+        if not (math.isfinite(budget_s) and budget_s > 0):
+            raise ValueError(f"budget_s must be a positive number, got {budget_s!r}.")
+        self.table = table
+        self.budget_s = float(budget_s)
+        self.space = space if space is not None else table.space
+        self.spent_s = 0.0
+        self.evaluations = 0
+        self.best: NasBench201Row | None = None
+        self.exhausted = False
+        self._lock = threading.Lock()
+
+    @property
+    def remaining_s(self) -> float:
+        """The budget left, in simulated seconds."""
+        return self.budget_s - self.spent_s
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        """Evaluate one architecture within the budget.
+
+        Args:
+            trial: The trial; the study must maximize.
+
+        Returns:
+            The architecture's ``search_valid_acc``.
+
+        Raises:
+            optuna.TrialPruned: The evaluation would exceed the budget (the study is stopped).
+            TableError: The table has no row for the suggested architecture.
+        """
+        arch = self.space.suggest(trial)
+        row = self.table.get(arch)
+        if row is None:
+            raise TableError(
+                f"The table has no row for {str(arch)!r}; the objective needs a table of the "
+                "whole NAS-Bench-201 space."
+            )
+        with self._lock:
+            over = self.exhausted or self.spent_s + row.search_cost_s > self.budget_s
+            if over:
+                self.exhausted = True
+            else:
+                self.spent_s += row.search_cost_s
+                self.evaluations += 1
+                spent = self.spent_s
+                if self.best is None or row.search_valid_acc > self.best.search_valid_acc:
+                    self.best = row
+        if over:
+            try:
+                trial.study.stop()
+            except RuntimeError:  # Not inside study.optimize (ask/tell): see `exhausted`.
+                pass
+            raise optuna.TrialPruned(
+                f"Budget of {self.budget_s:g} s exhausted: {str(arch)!r} costs "
+                f"{row.search_cost_s:g} s, {self.remaining_s:g} s are left."
+            )
+        trial.set_user_attr("arch", str(arch))
+        trial.set_user_attr("final_test_acc", row.final_test_acc)
+        trial.set_user_attr("valid_acc_200ep", row.valid_acc_200ep)
+        trial.set_user_attr("params_mb", row.params_mb)
+        trial.set_user_attr("latency_s", row.latency_s)
+        trial.set_user_attr("search_cost_s", row.search_cost_s)
+        trial.set_user_attr("spent_s", spent)
+        return row.search_valid_acc
+
+
+@dataclass(frozen=True)
+class NasBench201Run:
+    """The result of one search run (one sampler, one seed).
+
+    Args:
+        seed: The run's seed.
+        arch: The answer: the architecture string with the best ``search_valid_acc``.
+        search_valid_acc: The answer's ``search_valid_acc``.
+        final_test_acc: The answer's ``final_test_acc``: the run's score.
+        evaluations: The number of evaluations charged.
+        spent_s: The simulated seconds charged.
+    """
+
+    seed: int
+    arch: str
+    search_valid_acc: float
+    final_test_acc: float
+    evaluations: int
+    spent_s: float
+
+    def as_dict(self) -> dict[str, int | float | str]:
+        """The run as JSON-ready values."""
+        return {
+            "seed": self.seed,
+            "final_test_acc": self.final_test_acc,
+            "search_valid_acc": self.search_valid_acc,
+            "evals": self.evaluations,
+            "spent_s": self.spent_s,
+            "arch": self.arch,
+        }
+
+
+@dataclass(frozen=True)
+class NasBench201Summary:
+    """The runs of one sampler over several seeds.
+
+    ``std`` is the population standard deviation (``ddof=0``, as ``numpy.std``);
+    ``std_sample`` the sample one (``ddof=1``).
+
+    Args:
+        sampler: The sampler's registered name.
+        budget_s: The budget of each run.
+        runs: One result per seed.
+        wall_s: Wall-clock seconds the runs took.
+    """
+
+    sampler: str
+    budget_s: float
+    runs: tuple[NasBench201Run, ...]
+    wall_s: float = field(default=0.0, compare=False)
+
+    @property
+    def scores(self) -> list[float]:
+        """The runs' ``final_test_acc``, in seed order."""
+        return [run.final_test_acc for run in self.runs]
+
+    @property
+    def mean(self) -> float:
+        """Mean ``final_test_acc`` of the runs."""
+        return statistics.fmean(self.scores)
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation of the runs' ``final_test_acc``."""
+        return statistics.pstdev(self.scores)
+
+    @property
+    def std_sample(self) -> float:
+        """Sample standard deviation of the runs' ``final_test_acc`` (0 for one run)."""
+        return statistics.stdev(self.scores) if len(self.runs) > 1 else 0.0
+
+    @property
+    def mean_evaluations(self) -> float:
+        """Mean number of evaluations per run."""
+        return statistics.fmean(run.evaluations for run in self.runs)
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints: ``NAME: MEAN ± STD  evals MEAN_EVALS``."""
+        return (
+            f"{self.sampler}: {self.mean:.2f} ± {self.std:.2f}  evals {self.mean_evaluations:.1f}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures and the per-seed results as JSON-ready values."""
+        return {
+            "sampler": self.sampler,
+            "budget_s": self.budget_s,
+            "seeds": len(self.runs),
+            "mean": self.mean,
+            "std": self.std,
+            "std_sample": self.std_sample,
+            "mean_evals": self.mean_evaluations,
+            "wall_s": self.wall_s,
+            "runs": [run.as_dict() for run in self.runs],
+        }
+
+
+def run_nasbench201(
+    table: NasBench201Table,
+    sampler: str,
+    seeds: int | Sequence[int] = 100,
+    budget_s: float = 12000.0,
+) -> NasBench201Summary:
+    """Run the budget protocol with one registered sampler over several seeds.
+
+    Run ``k`` uses seed ``k``: a new sampler from the registry (``make_sampler(sampler,
+    seed, table.space)``), a new in-memory study and a new
+    :class:`NasBench201Objective`. Optuna's log level is not changed here; the CLI
+    lowers it to WARNING.
+
+    Args:
+        table: The benchmark table, read once and shared by the runs.
+        sampler: A registered sampler name (see
+            :func:`~optuna_nas.benchmarks.list_samplers`).
+        seeds: The number of seeds (``N`` gives seeds ``0..N-1``) or the seeds themselves.
+        budget_s: The budget of each run, in simulated seconds.
+
+    Returns:
+        The per-seed results and their summary.
+
+    Raises:
+        UnknownSamplerError: The sampler name is not registered.
+    """
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("Give at least one seed.")
+    start = time.perf_counter()
+    runs: list[NasBench201Run] = []
+    for seed in seed_list:
+        study = optuna.create_study(
+            direction="maximize", sampler=make_sampler(sampler, seed, table.space)
+        )
+        objective = NasBench201Objective(table, budget_s)
+        study.optimize(objective)
+        best = objective.best
+        if best is None:  # The budget is below the cost of the first architecture drawn.
+            raise ValueError(
+                f"Budget {budget_s:g} s is too small for even one evaluation (seed {seed})."
+            )
+        runs.append(
+            NasBench201Run(
+                seed=seed,
+                arch=str(best.arch),
+                search_valid_acc=best.search_valid_acc,
+                final_test_acc=best.final_test_acc,
+                evaluations=objective.evaluations,
+                spent_s=objective.spent_s,
+            )
+        )
+    return NasBench201Summary(sampler, float(budget_s), tuple(runs), time.perf_counter() - start)

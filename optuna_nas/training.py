@@ -1,0 +1,245 @@
+"""The training loop that reports to an Optuna trial."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from optuna_nas.data import ImageData
+from optuna_nas.errors import NonFiniteLossError
+
+__all__ = ["count_flops", "count_parameters", "evaluate", "seed_everything", "train"]
+
+_logger = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (do it before building a model)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters of a model, auxiliary heads excluded (as DARTS counts)."""
+    return sum(
+        p.numel() for name, p in model.named_parameters() if p.requires_grad
+        and "auxiliary" not in name
+    )
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Floating-point operations of one forward pass on one input of ``input_shape``.
+
+    Counted by PyTorch's FlopCounterMode (a multiply-add counts two), in eval mode.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=device))
+        return int(counter.get_total_flops())
+    finally:
+        model.train(was_training)
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def _logits(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> float:
+    """Top-1 accuracy (a fraction in [0, 1]) of a model on a dataset.
+
+    Args:
+        model: The model; it is put in eval mode.
+        dataset: Yields ``(image, label)`` pairs.
+        batch_size: Evaluation batch size.
+        device: Where to run; by default CUDA when available, else the CPU.
+    """
+    dev = _resolve_device(device)
+    model.to(dev).eval()
+    correct = total = 0
+    with torch.no_grad(), _autocast(dev, dev.type == "cuda"):
+        for images, labels in DataLoader(dataset, batch_size=batch_size):
+            images, labels = images.to(dev), labels.to(dev)
+            predicted = _logits(model(images)).argmax(dim=1)
+            correct += int((predicted == labels).sum())
+            total += int(labels.numel())
+    if total == 0:
+        raise ValueError("Cannot evaluate on an empty dataset.")
+    return correct / total
+
+
+def _cutout(images: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    # One square hole per image, centred anywhere, clipped at the borders (DeVries 2017).
+    n, _, h, w = images.shape
+    cy = torch.randint(h, (n,), generator=generator)
+    cx = torch.randint(w, (n,), generator=generator)
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(w).view(1, 1, w)
+    half = length // 2
+    hole = ((ys - cy.view(n, 1, 1)).abs() <= half - (length % 2 == 0)) & (
+        (xs - cx.view(n, 1, 1)).abs() <= half - (length % 2 == 0)
+    )
+    return images * (~hole).unsqueeze(1).to(images.device, images.dtype)
+
+
+def train(
+    model: nn.Module,
+    data: ImageData,
+    *,
+    epochs: int,
+    trial: optuna.Trial | None = None,
+    lr: float = 0.025,
+    lr_min: float = 0.0,
+    momentum: float = 0.9,
+    weight_decay: float = 3e-4,
+    batch_size: int = 64,
+    grad_clip: float | None = 5.0,
+    cutout: int = 0,
+    drop_path_rate: float = 0.0,
+    auxiliary_weight: float = 0.4,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    amp: bool = True,
+    num_workers: int = 0,
+) -> float:
+    """Train a model and report its validation accuracy to a trial after every epoch.
+
+    SGD with momentum and a cosine learning-rate schedule (DARTS' recipe), gradient-norm
+    clipping, optional cutout and drop path. With a trial, each epoch's validation accuracy
+    is reported with ``trial.report(accuracy, epoch)`` and :class:`optuna.TrialPruned` is
+    raised when the study's pruner says so; the parameter count and FLOPs are stored as
+    the trial's user attrs ``params`` and ``flops``. Runs on CUDA with mixed precision when
+    a GPU is there, on the CPU otherwise; on the CPU the same seed repeats exactly (seed
+    the model's initialisation with :func:`seed_everything` before building it).
+
+    Args:
+        model: The network to train, e.g. from ``space.build(arch, ...)``.
+        data: The splits; ``data.valid`` is what is reported.
+        epochs: Training epochs.
+        trial: The Optuna trial to report to, or ``None``.
+        lr: Initial learning rate.
+        lr_min: Final learning rate of the cosine schedule.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        batch_size: Minibatch size.
+        grad_clip: Max gradient norm, or ``None`` for no clipping.
+        cutout: Side of the cutout square in pixels; 0 turns cutout off.
+        drop_path_rate: Final drop-path probability, reached linearly over the epochs, for
+            models with a ``drop_path_prob`` attribute (the cell networks).
+        auxiliary_weight: Weight of the auxiliary head's loss, for models that return
+            ``(logits, aux_logits)`` in training mode.
+        seed: Seed of the data order, cutout and drop path.
+        device: Where to train; by default CUDA when available, else the CPU.
+        amp: Mixed precision on CUDA (bfloat16 where supported); ignored on the CPU.
+        num_workers: DataLoader worker processes.
+
+    Returns:
+        The validation accuracy (a fraction in [0, 1]) after the last epoch.
+
+    Raises:
+        optuna.TrialPruned: The trial's pruner stopped the training.
+        NonFiniteLossError: The loss became NaN or infinite.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    dev = _resolve_device(device)
+    model.to(dev)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    if trial is not None:
+        sample, _ = data.train[0]
+        trial.set_user_attr("params", count_parameters(model))
+        trial.set_user_attr("flops", count_flops(model, tuple(sample.shape)))
+    loader = DataLoader(
+        data.train,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=num_workers,
+        drop_last=len(data.train) > batch_size,  # type: ignore[arg-type]
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported()
+    )
+    criterion = nn.CrossEntropyLoss()
+    accuracy = 0.0
+    for epoch in range(epochs):
+        model.train()
+        if hasattr(model, "drop_path_prob"):
+            setattr(model, "drop_path_prob", drop_path_rate * epoch / epochs)  # noqa: B010
+        for step, (images, labels) in enumerate(loader):
+            if cutout > 0:
+                images = _cutout(images, cutout, generator)
+            images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(dev, amp):
+                output = model(images)
+                if isinstance(output, tuple):
+                    loss = criterion(output[0], labels) + auxiliary_weight * criterion(
+                        output[1], labels
+                    )
+                else:
+                    loss = criterion(output, labels)
+            if not math.isfinite(loss.item()):
+                message = (
+                    f"The training loss became {float(loss)} at epoch {epoch}, step {step} "
+                    f"(lr={lr:g}). Lower the learning rate or keep gradient clipping on "
+                    "(grad_clip); this trial is stopped."
+                )
+                if trial is not None:
+                    trial.set_user_attr("fail_reason", message)
+                _logger.warning(message)
+                raise NonFiniteLossError(message)
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        scheduler.step()
+        accuracy = evaluate(model, data.valid, device=dev)
+        if trial is not None:
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"Pruned at epoch {epoch} with validation accuracy {accuracy:.4f}."
+                )
+    return accuracy
