@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from optuna_nas import nn, spaces
+from optuna_nas import dashboard, nn, spaces
+from optuna_nas.data import ImageData, load_cifar10, load_digits, load_image_folder
 from optuna_nas.errors import (
     ArchitectureError,
     DatasetError,
@@ -11,6 +12,7 @@ from optuna_nas.errors import (
     TableError,
 )
 from optuna_nas.spaces import Architecture, Decision, SearchSpace
+from optuna_nas.training import count_flops, count_parameters, evaluate, seed_everything, train
 
 __version__ = "0.1.0"
 
@@ -22,7 +24,17 @@ __all__ = [
     "NasError",
     "NonFiniteLossError",
     "SearchSpace",
+    "ImageData",
     "TableError",
+    "count_flops",
+    "count_parameters",
+    "dashboard",
+    "evaluate",
+    "load_cifar10",
+    "load_digits",
+    "load_image_folder",
     "nn",
+    "seed_everything",
     "spaces",
+    "train",
 ]

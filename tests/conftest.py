@@ -8,6 +8,7 @@ public space is listed here.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -149,14 +150,17 @@ def make_study(sampler: str, storage: str, tmp_path: Any, seed: int = 0) -> optu
             n_startup_trials=2, multivariate=True, group=True, seed=seed
         ),
     }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        chosen = samplers[sampler]()
     if storage == "memory":
-        return optuna.create_study(sampler=samplers[sampler]())
+        return optuna.create_study(sampler=chosen)
     rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     # A real SQLite file, without an fsync per commit (a commit per param otherwise costs
     # ~10 ms on slow disks); what the tests read back is unaffected.
     sqlalchemy.event.listen(rdb.engine, "connect", _no_sync)
     rdb.engine.dispose()
-    return optuna.create_study(sampler=samplers[sampler](), storage=rdb)
+    return optuna.create_study(sampler=chosen, storage=rdb)
 
 
 def _no_sync(dbapi_connection: Any, _record: Any) -> None:
