@@ -103,16 +103,16 @@ def evaluate(
 
 
 def _cutout(images: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
-    # One square hole per image, centred anywhere, clipped at the borders (DeVries 2017).
+    # One ``length`` x ``length`` hole per image, centred anywhere and clipped at the borders
+    # (DeVries & Taylor 2017): rows and columns [c - length // 2, c - length // 2 + length).
     n, _, h, w = images.shape
     cy = torch.randint(h, (n,), generator=generator)
     cx = torch.randint(w, (n,), generator=generator)
+    top = (cy - length // 2).view(n, 1, 1)
+    left = (cx - length // 2).view(n, 1, 1)
     ys = torch.arange(h).view(1, h, 1)
     xs = torch.arange(w).view(1, 1, w)
-    half = length // 2
-    hole = ((ys - cy.view(n, 1, 1)).abs() <= half - (length % 2 == 0)) & (
-        (xs - cx.view(n, 1, 1)).abs() <= half - (length % 2 == 0)
-    )
+    hole = (ys >= top) & (ys < top + length) & (xs >= left) & (xs < left + length)
     return images * (~hole).unsqueeze(1).to(images.device, images.dtype)
 
 
@@ -184,13 +184,16 @@ def train(
         sample, _ = data.train[0]
         trial.set_user_attr("params", count_parameters(model))
         trial.set_user_attr("flops", count_flops(model, tuple(sample.shape)))
+    n_train = len(data.train)  # type: ignore[arg-type]
     loader = DataLoader(
         data.train,
         batch_size=batch_size,
         shuffle=True,
         generator=generator,
         num_workers=num_workers,
-        drop_last=len(data.train) > batch_size,  # type: ignore[arg-type]
+        # Only a lone last sample is dropped: a batch of one breaks batch norm on 1x1 maps
+        # (e.g. in the auxiliary head); any other remainder is trained on.
+        drop_last=n_train > batch_size and n_train % batch_size == 1,
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
@@ -218,9 +221,10 @@ def train(
                     )
                 else:
                     loss = criterion(output, labels)
-            if not math.isfinite(loss.item()):
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
                 message = (
-                    f"The training loss became {float(loss)} at epoch {epoch}, step {step} "
+                    f"The training loss became {loss_value} at epoch {epoch}, step {step} "
                     f"(lr={lr:g}). Lower the learning rate or keep gradient clipping on "
                     "(grad_clip); this trial is stopped."
                 )

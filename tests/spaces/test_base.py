@@ -9,6 +9,7 @@ import inspect
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -360,7 +361,9 @@ def test_architecture_of_another_space_is_rejected(space: SearchSpace) -> None:
     ],
     ids=["fewer-steps", "more-steps", "more-ops"],
 )
-def test_architecture_of_another_configuration_is_rejected(make_space, make_other) -> None:  # type: ignore[no-untyped-def]
+def test_architecture_of_another_configuration_is_rejected(
+    make_space: Callable[[], SearchSpace], make_other: Callable[[], SearchSpace]
+) -> None:
     space, other = make_space(), make_other()
     arch = next(a for a in (other.sample(seed) for seed in range(100)) if not _fits(space, a))
     with pytest.raises(ArchitectureError, match="another configuration"):

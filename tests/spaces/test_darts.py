@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -152,7 +153,9 @@ def test_concat_unused() -> None:
     assert "concatenates [3, 4]" in str(info.value)
 
 
-def test_literal_code_is_never_executed(darts: DartsCells, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_literal_code_is_never_executed(
+    darts: DartsCells, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     calls: list[object] = []
     monkeypatch.setattr(os, "system", lambda *a: calls.append(a) or 0)
     marker = tmp_path / "pwned"
