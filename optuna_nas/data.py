@@ -192,7 +192,8 @@ def load_image_folder(
     * ``root/<class>/<image>``: split into train and valid with ``valid_fraction``.
 
     Images are resized to ``image_size`` and get CIFAR-10's transforms (random crop with
-    padding, horizontal flip, normalisation).
+    padding, horizontal flip, normalisation). Hidden folders (names starting with a dot)
+    are not classes.
 
     Args:
         root: The data set's folder.
@@ -211,6 +212,12 @@ def load_image_folder(
     if not root.is_dir():
         raise DatasetError(f"Image folder {str(root)!r} does not exist; expected {layout}.")
 
+    class _VisibleImageFolder(ImageFolder):  # type: ignore[misc]
+        # Hidden folders (.ipynb_checkpoints, .git, ...) are not classes.
+        def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+            classes = _class_folders(Path(directory))
+            return classes, {name: i for i, name in enumerate(classes)}
+
     def folder(path: Path, train: bool) -> Any:
         classes = _class_folders(path)
         if not classes:
@@ -218,7 +225,7 @@ def load_image_folder(
                 f"{str(path)!r} has no class folders; expected {layout}."
             )
         try:
-            return ImageFolder(
+            return _VisibleImageFolder(
                 str(path), transform=_transforms(image_size, augment and train, resize=True)
             )
         except (FileNotFoundError, RuntimeError) as error:
@@ -243,12 +250,20 @@ def load_image_folder(
                 raise DatasetError(
                     f"The {name} classes {other.classes} differ from the train classes "
                     f"{train.classes} in {str(root)!r}; every split needs the same class "
-                    "folders."
+                    f"folders, as in {layout}."
                 )
         train_set: Dataset[Any] = train
         valid_set: Dataset[Any] = valid
         classes = train.classes
     else:
+        for name in ("valid", "val"):
+            if splits[name].is_dir():
+                raise DatasetError(
+                    f"{str(root)!r} has a {name} folder but no train folder; expected "
+                    f"{layout}."
+                )
+        if not 0 < valid_fraction < 1:
+            raise DatasetError(f"valid_fraction must be in (0, 1), got {valid_fraction}.")
         train = folder(root, True)
         plain = folder(root, False)
         n_valid = max(1, round(len(train) * valid_fraction))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,9 @@ def run_demo(
     artifact_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{db}"
     # Heartbeats let a rerun fail the trials that a killed run left RUNNING.
-    storage = optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30)
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
