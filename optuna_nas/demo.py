@@ -12,7 +12,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 from optuna_nas.data import ImageData, load_digits
-from optuna_nas.errors import NonFiniteLossError
+from optuna_nas.errors import NasError, NonFiniteLossError
 from optuna_nas.spaces import Architecture, DartsCells
 from optuna_nas.training import evaluate, seed_everything, train
 
@@ -158,6 +158,11 @@ def run_demo(
             show_progress_bar=show_progress_bar,
         )
     trials = study.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        raise NasError(
+            f"No trial of study {study_name!r} in {db} ran every epoch (all were pruned or "
+            "failed); run the demo again with more --trials."
+        )
     best = study.best_trial
     return DemoSummary(
         architecture=space.from_params(best.params),

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import math
 import random
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import optuna
@@ -79,6 +79,7 @@ def evaluate(
     *,
     batch_size: int = 256,
     device: str | torch.device | None = None,
+    amp: bool = True,
 ) -> float:
     """Top-1 accuracy (a fraction in [0, 1]) of a model on a dataset.
 
@@ -87,11 +88,12 @@ def evaluate(
         dataset: Yields ``(image, label)`` pairs.
         batch_size: Evaluation batch size.
         device: Where to run; by default CUDA when available, else the CPU.
+        amp: Mixed precision on CUDA; ignored on the CPU.
     """
     dev = _resolve_device(device)
     model.to(dev).eval()
     correct = total = 0
-    with torch.no_grad(), _autocast(dev, dev.type == "cuda"):
+    with torch.no_grad(), _autocast(dev, amp):
         for images, labels in DataLoader(dataset, batch_size=batch_size):
             images, labels = images.to(dev), labels.to(dev)
             predicted = _logits(model(images)).argmax(dim=1)
@@ -100,6 +102,17 @@ def evaluate(
     if total == 0:
         raise ValueError("Cannot evaluate on an empty dataset.")
     return correct / total
+
+
+def _diverged(trial: optuna.Trial | None, what: str) -> NoReturn:
+    message = (
+        f"{what}. Lower the learning rate or keep gradient clipping on (grad_clip); this "
+        "trial is stopped."
+    )
+    if trial is not None:
+        trial.set_user_attr("fail_reason", message)
+    _logger.warning(message)
+    raise NonFiniteLossError(message)
 
 
 def _cutout(images: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -223,15 +236,8 @@ def train(
                     loss = criterion(output, labels)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
-                message = (
-                    f"The training loss became {loss_value} at epoch {epoch}, step {step} "
-                    f"(lr={lr:g}). Lower the learning rate or keep gradient clipping on "
-                    "(grad_clip); this trial is stopped."
-                )
-                if trial is not None:
-                    trial.set_user_attr("fail_reason", message)
-                _logger.warning(message)
-                raise NonFiniteLossError(message)
+                _diverged(trial, f"The training loss became {loss_value} at epoch {epoch}, "
+                          f"step {step} (lr={lr:g})")
             scaler.scale(loss).backward()
             if grad_clip is not None:
                 scaler.unscale_(optimizer)
@@ -239,7 +245,10 @@ def train(
             scaler.step(optimizer)
             scaler.update()
         scheduler.step()
-        accuracy = evaluate(model, data.valid, device=dev)
+        # A finite loss can still come with NaN gradients that poison the weights.
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            _diverged(trial, f"The weights became NaN or infinite in epoch {epoch} (lr={lr:g})")
+        accuracy = evaluate(model, data.valid, device=dev, amp=amp)
         if trial is not None:
             trial.report(accuracy, epoch)
             if trial.should_prune():

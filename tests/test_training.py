@@ -504,3 +504,30 @@ def test_count_parameters_skips_frozen_parameters() -> None:
     assert count_parameters(model) == 15
     model.bias.requires_grad_(False)
     assert count_parameters(model) == 12
+
+
+class _NanGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss with poisoned gradients."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("nan")
+
+
+class NanGradientModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, NUM_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = _NanGradient.apply(self.linear(x.flatten(1)))
+        return out
+
+
+def test_nan_gradients_with_a_finite_loss_raise_after_the_epoch() -> None:
+    with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite in epoch 0"):
+        train(NanGradientModel(), tiny_data(), epochs=2, device="cpu")

@@ -23,14 +23,9 @@ from optuna_nas.benchmarks import (
 from optuna_nas.benchmarks.__main__ import main
 from optuna_nas.errors import ArchitectureError, TableError
 from optuna_nas.spaces import NasBench201Space, SearchSpace
+from tests._shared import NASBENCH201_TABLE
 
-TABLE_PATH = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "benchmarks"
-    / "nasbench201"
-    / "cifar10.csv"
-)
+TABLE_PATH = NASBENCH201_TABLE
 COLUMNS = ("arch", *NUMERIC_COLUMNS)
 ARCH_A = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"

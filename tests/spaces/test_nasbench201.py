@@ -5,21 +5,15 @@ from __future__ import annotations
 import csv
 import itertools
 import os
-from pathlib import Path
 
 import pytest
 
 from optuna_nas.errors import ArchitectureError
 from optuna_nas.nn import OP_SETS
 from optuna_nas.spaces import NasBench201Space
+from tests._shared import NASBENCH201_TABLE
 
-TABLE = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "benchmarks"
-    / "nasbench201"
-    / "cifar10.csv"
-)
+TABLE = NASBENCH201_TABLE
 OPS = OP_SETS["nasbench201"]
 GOOD = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
