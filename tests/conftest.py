@@ -27,6 +27,8 @@ from optuna_nas.spaces import (
     Decision,
     NasBench201Space,
     NasNetCells,
+    NasRLMacroSpace,
+    NasRLRecurrentSpace,
     SearchSpace,
 )
 
@@ -121,6 +123,12 @@ SPACE_FACTORIES: dict[str, Callable[[], SearchSpace]] = {
     "nasnet": NasNetCells,
     "nasnet-enas": lambda: NasNetCells(ops="enas"),
     "toy-conditional": ToyConditionalSpace,
+    "nasrl-macro": lambda: NasRLMacroSpace(layers=3),
+    "nasrl-macro-growing-strided": lambda: NasRLMacroSpace(
+        min_layers=2, max_layers=4, strides=True
+    ),
+    "nasrl-recurrent": NasRLRecurrentSpace,
+    "nasrl-recurrent-base2": lambda: NasRLRecurrentSpace(base=2),
 }
 
 
@@ -137,6 +145,10 @@ def tiny_network_options(space: SearchSpace, channels: int = 4) -> dict[str, Any
         return {"channels": channels, "cells_per_stage": 1, "num_classes": 5}
     if isinstance(space, DartsCells):
         return {"channels": channels, "layers": 3, "num_classes": 5}
+    if isinstance(space, NasRLMacroSpace):
+        return {"channel_scale": channels / 32, "num_classes": 5}  # 24-64 filters -> 3-12
+    if isinstance(space, NasRLRecurrentSpace):
+        return {"hidden_size": channels, "num_classes": 5}
     return {"channels": channels, "num_classes": 5}
 
 

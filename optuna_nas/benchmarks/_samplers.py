@@ -187,3 +187,19 @@ def _tpe(seed: int) -> optuna.samplers.BaseSampler:
 
 register_sampler("random", _random)
 register_sampler("tpe", _tpe)
+
+
+def _controller(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    from optuna_nas.samplers import ControllerSampler
+
+    return ControllerSampler(space, seed=seed)
+
+
+def _nas_rl(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    from optuna_nas.samplers import ControllerSampler
+
+    return ControllerSampler(space, seed=seed, preset="nas-rl")
+
+
+register_sampler("controller", _controller)
+register_sampler("nas-rl", _nas_rl)

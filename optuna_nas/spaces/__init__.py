@@ -5,6 +5,8 @@ from __future__ import annotations
 from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
 from optuna_nas.spaces._darts import DartsCells, NasNetCells
 from optuna_nas.spaces._nasbench201 import NasBench201Space
+from optuna_nas.spaces._nasrl_macro import DepthSchedule, NasRLMacroSpace, nasrl_depth_schedule
+from optuna_nas.spaces._nasrl_recurrent import NasRLRecurrentSpace
 from optuna_nas.spaces._published import list_published_cells, published_cell
 
 __all__ = [
@@ -12,9 +14,13 @@ __all__ = [
     "Choice",
     "DartsCells",
     "Decision",
+    "DepthSchedule",
     "NasBench201Space",
     "NasNetCells",
+    "NasRLMacroSpace",
+    "NasRLRecurrentSpace",
     "SearchSpace",
     "list_published_cells",
+    "nasrl_depth_schedule",
     "published_cell",
 ]

@@ -29,11 +29,16 @@ class Decision:
         condition: For a conditional decision, a predicate over the values of the decisions
             before it; the decision is made only where it returns ``True``. ``None`` means
             the decision is always made.
+        anchor: For a skip-connection decision of NAS-RL's macro space, ``(i, j)``: whether
+            layer ``i`` reads layer ``j`` (choices ``(False, True)``). The controller
+            decides it with the paper's anchor-point attention; other samplers see an
+            ordinary categorical.
     """
 
     name: str
     choices: tuple[Choice, ...]
     condition: Condition | None = field(default=None, compare=False)
+    anchor: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         # Accept any sequence, but keep a tuple so the decision stays hashable and immutable.
@@ -42,6 +47,10 @@ class Decision:
             raise ArchitectureError(f"Decision {self.name!r} has no choices.")
         if len(set(self.choices)) != len(self.choices):
             raise ArchitectureError(f"Decision {self.name!r} has repeated choices.")
+        if self.anchor is not None and self.choices != (False, True):
+            raise ArchitectureError(
+                f"Anchor decision {self.name!r} must have the choices (False, True)."
+            )
 
     def is_active(self, values: Mapping[str, Choice]) -> bool:
         """Whether this decision is made, given the values of the decisions before it."""
