@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optuna_nas import dashboard, nn, spaces
+from optuna_nas import dashboard, nn, samplers, spaces
 from optuna_nas.data import ImageData, load_cifar10, load_digits, load_image_folder
 from optuna_nas.errors import (
     ArchitectureError,
@@ -11,6 +11,7 @@ from optuna_nas.errors import (
     NonFiniteLossError,
     TableError,
 )
+from optuna_nas.samplers import ControllerSampler
 from optuna_nas.spaces import Architecture, Decision, SearchSpace
 from optuna_nas.training import count_flops, count_parameters, evaluate, seed_everything, train
 
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Architecture",
     "ArchitectureError",
+    "ControllerSampler",
     "DatasetError",
     "Decision",
     "NasError",
@@ -34,6 +36,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "nn",
+    "samplers",
     "seed_everything",
     "spaces",
     "train",

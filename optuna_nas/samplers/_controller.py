@@ -92,8 +92,9 @@ class ControllerSampler(BaseSampler):
         temperature: Logits are divided by it.
         entropy_weight: Entropy bonus of the policy loss.
         pruned_reward: ``"last"`` (last reported value) or ``"skip"``.
-        schedule: Maps the number of architectures sampled so far to decision values that
-            are imposed (e.g. NAS-RL's depth schedule).
+        schedule: Maps the number of architectures sampled so far in the study (the
+            trial's number, counted across all workers and restarts) to decision values
+            that are imposed (e.g. NAS-RL's depth schedule).
     """
 
     def __init__(
@@ -282,7 +283,7 @@ class ControllerSampler(BaseSampler):
     def _forced(self, trial: FrozenTrial) -> dict[int, int]:
         imposed: dict[str, Any] = {}
         if self.schedule is not None:
-            imposed.update(self.schedule(self._n_sampled))
+            imposed.update(self.schedule(trial.number))
         prefix = self._space.prefix
         fixed = trial.system_attrs.get("fixed_params") or {}
         imposed.update({k[len(prefix) :]: v for k, v in fixed.items() if k.startswith(prefix)})
@@ -312,6 +313,28 @@ class ControllerSampler(BaseSampler):
         if self.avoid_duplicates:
             seen = self._seen(study)
             fresh = [b for b in order if tuple(rows[b]) not in seen]
+            temperature = self._policy.temperature
+            try:
+                for _ in range(8):
+                    if fresh:
+                        break
+                    # Every candidate is an architecture the study holds (the policy has
+                    # converged on them): draw again from a flatter policy. The returned
+                    # log-probability is the flattened policy's, the one that drew it.
+                    self._policy.temperature *= 2.0
+                    with torch.no_grad():
+                        choices, log_prob, _ = self._policy.unroll(
+                            n, forced=forced, generator=self._generator
+                        )
+                    rows = choices.tolist()
+                    fresh = [b for b in range(n) if tuple(rows[b]) not in seen]
+                    if fresh and self.n_candidates > 1 and len(self._samples) >= (
+                        self.n_startup_trials
+                    ):
+                        predicted = self._surrogate_scores(rows)
+                        fresh.sort(key=lambda b: -predicted[b])
+            finally:
+                self._policy.temperature = temperature
             order = fresh or order
         best = order[0]
         self._n_sampled += 1
@@ -347,25 +370,23 @@ class ControllerSampler(BaseSampler):
                 seen.add(tuple(row))
         return seen
 
-    def _features(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
-        offsets = self._policy.offsets
-        width = sum(len(d.choices) for d in self._decisions)
-        x = np.zeros((len(rows), width + 1))
-        x[:, -1] = 1.0
-        for r, row in enumerate(rows):
-            for d, i in enumerate(row):
-                if i >= 0:
-                    x[r, offsets[d] + i] = 1.0
-        return x
-
     def _surrogate_scores(self, rows: Sequence[Sequence[int]]) -> list[float]:
-        # Ridge regression on one-hot decisions: a cheap model of past rewards.
-        x = self._features([s.choices for s in self._samples])
-        y = np.array([s.reward for s in self._samples])
+        # Kernel ridge regression on past rewards. The kernel (1 + m / D)^3, m the number of
+        # decisions two architectures share, covers interactions of up to three decisions
+        # in any space without building their features.
+        history = np.array([s.choices for s in self._samples[-self.history :]])
+        y = np.array([s.reward for s in self._samples[-self.history :]])
         y = (y - y.mean()) / (y.std() + 1e-12)
-        gram = x.T @ x + np.eye(x.shape[1])
-        weights = np.linalg.solve(gram, x.T @ y)
-        scores: list[float] = (self._features(rows) @ weights).tolist()
+        candidates = np.array(rows)
+        width = max(1, len(self._decisions))
+
+        def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            matches = (a[:, None, :] == b[None, :, :]).sum(axis=2) / width
+            result: np.ndarray = (1.0 + matches) ** 3
+            return result
+
+        alpha = np.linalg.solve(kernel(history, history) + 0.1 * np.eye(len(y)), y)
+        scores: list[float] = (kernel(candidates, history) @ alpha).tolist()
         return scores
 
     # ---- learning -------------------------------------------------------------------------
@@ -382,7 +403,8 @@ class ControllerSampler(BaseSampler):
         if self.reward == "best_last5_cubed":
             steps = sorted(trial.intermediate_values)[-5:]
             if steps:
-                value = max(trial.intermediate_values[s] for s in steps)
+                best = max if study.direction == StudyDirection.MAXIMIZE else min
+                value = best(trial.intermediate_values[s] for s in steps)
             value = value**3
         if not math.isfinite(value):
             return None
@@ -395,25 +417,34 @@ class ControllerSampler(BaseSampler):
         for trial in sorted(trials, key=lambda t: t.number):
             if trial.number in self._learned:
                 continue
-            self._learned.add(trial.number)
             if not any(k.startswith(self._space.prefix) for k in trial.params):
+                self._learned.add(trial.number)
                 continue
             try:
                 row = self._row(trial.params)
             except ArchitectureError as error:
+                # Not marked as learned: every later proposal raises again, never a mix.
                 raise ArchitectureError(
                     f"Trial {trial.number} of study {study.study_name!r} holds architecture "
                     f"params that do not fit this sampler's space ({error}). The study was "
                     "made with a different search space: use the original space or a new "
                     "study name."
                 ) from None
+            self._learned.add(trial.number)
             reward = self._reward(study, trial)
             if reward is None:
                 continue
             stored = trial.system_attrs.get(PROPOSAL_KEY)
             old = stored.get("log_prob") if isinstance(stored, dict) else None
             fixed = trial.system_attrs.get("fixed_params")
-            if fixed or not isinstance(old, (int, float)):
+            # The proposal's probability is the trial's only if the trial ran the proposal
+            # (a PartialFixedSampler around this sampler can replace proposed values).
+            if (
+                fixed
+                or not isinstance(old, (int, float))
+                or not isinstance(stored, dict)
+                or stored.get("values") != self._values(row)
+            ):
                 old = None
             self._samples.append(_Sample(trial.number, row, reward, old))
             self._pending += 1
