@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
+import torch
 
+from optuna_nas.benchmarks import _overhead
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
 from optuna_nas.benchmarks._samplers import check_sampler_names
 from optuna_nas.errors import NasError
@@ -99,6 +101,9 @@ def _run_nasbench201(args: argparse.Namespace) -> int:
     samplers: list[str] = args.samplers
     check_sampler_names(samplers)  # Before the table is read: fail fast on a typo.
     table = NasBench201Table.load(args.table)
+    # The controller's networks are tiny: one thread is fastest, and it fixes the
+    # floating-point order, so the figures repeat on any machine.
+    torch.set_num_threads(1)
     results = []
     for name in samplers:
         try:
@@ -125,6 +130,85 @@ def _run_nasbench201(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _overhead.STORAGES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated storages out of {','.join(_overhead.STORAGES)}, "
+            f"got {text!r}"
+        )
+    return names
+
+
+def _add_overhead(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "overhead",
+        help="milliseconds per trial that samplers and storages add (trivial objective)",
+        description=(
+            "Time every trial of a trivial objective (NasBench201Space().suggest(trial) and "
+            "a synthetic score) in an ask-and-tell loop, for each sampler in memory and on "
+            "SQLite (a temporary file), one after the other in this process, and print the "
+            "mean milliseconds per trial over the first and the last tenth of the trials "
+            "(trials 1-100 and 900-1000 of 1000)."
+        ),
+    )
+    parser.add_argument(
+        "--trials", type=_positive_int, default=1000, help="trials per run (default: 1000)"
+    )
+    parser.add_argument(
+        "--samplers",
+        type=_sampler_names,
+        default=list(_overhead.SAMPLERS),
+        help="comma-separated registered sampler names (default: random,tpe,controller)",
+    )
+    parser.add_argument(
+        "--storages",
+        type=_storage_names,
+        default=list(_overhead.STORAGES),
+        help="comma-separated storages: memory, sqlite (default: memory,sqlite)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the samplers' seed (default: 0)")
+    parser.add_argument(
+        "--torch-threads",
+        type=_positive_int,
+        default=None,
+        help="torch.set_num_threads(N) before the runs (default: torch's own default)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures and per-trial times"
+    )
+    parser.set_defaults(handler=_run_overhead)
+
+
+def _run_overhead(args: argparse.Namespace) -> int:
+    import torch
+
+    samplers: list[str] = args.samplers
+    check_sampler_names(samplers)
+    threads = torch.get_num_threads()
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
+    try:
+        print(_overhead.format_overhead_header(args.trials), flush=True)
+        results = _overhead.run_overhead(
+            trials=args.trials,
+            samplers=samplers,
+            storages=args.storages,
+            seed=args.seed,
+            progress=lambda result: print(_overhead.format_overhead_row(result), flush=True),
+        )
+        document = _overhead.overhead_document(results, trials=args.trials, seed=args.seed)
+    finally:
+        torch.set_num_threads(threads)
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per benchmark."""
     parser = argparse.ArgumentParser(
@@ -133,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_nasbench201(subparsers)
+    _add_overhead(subparsers)
     return parser
 
 

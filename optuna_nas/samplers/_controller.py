@@ -60,9 +60,9 @@ class ControllerSampler(BaseSampler):
     * ``preset="default"`` keeps the autoregressive policy and policy gradient, and adds
       what makes it sample-efficient on small budgets: rank-based advantages over the
       history, several clipped (PPO) updates reusing past samples with importance
-      weights, proposals screened by a ridge model of past results (the best of
-      ``n_candidates`` policy samples), and never proposing an architecture the study
-      already holds.
+      weights, proposals screened by a kernel ridge model of past results (the best of
+      ``n_candidates`` policy samples, half of them redrawn near the best architectures
+      so far), and never proposing an architecture the study already holds.
 
     Paper: Zoph & Le, "Neural Architecture Search with Reinforcement Learning", ICLR 2017,
     https://arxiv.org/abs/1611.01578. ENAS' options (``tanh_constant``, ``temperature``,
@@ -87,6 +87,11 @@ class ControllerSampler(BaseSampler):
         history: How many of the most recent results each update reuses.
         n_candidates: Policy samples screened per proposal (1 = no screening).
         n_startup_trials: Results needed before screening starts.
+        local_fraction: Share of the screened candidates drawn near the best
+            architectures so far: the controller redraws one or two of their decisions.
+        local_parents: How many of the best architectures those candidates start from.
+        surrogate_target: ``"rank"`` or ``"value"``: what the screening model is fitted
+            to.
         avoid_duplicates: Never propose an architecture the study already holds.
         tanh_constant: ENAS' logit squashing ``c * tanh(logits)``, or ``None``.
         temperature: Logits are divided by it.
@@ -118,6 +123,9 @@ class ControllerSampler(BaseSampler):
         history: int = 256,
         n_candidates: int | None = None,
         n_startup_trials: int = 10,
+        local_fraction: float | None = None,
+        local_parents: int = 5,
+        surrogate_target: str = "rank",
         avoid_duplicates: bool | None = None,
         tanh_constant: float | None = None,
         temperature: float = 1.0,
@@ -128,12 +136,12 @@ class ControllerSampler(BaseSampler):
         if not isinstance(space, SearchSpace):
             raise TypeError(f"ControllerSampler needs a SearchSpace, got {space!r}.")
         presets: dict[str, dict[str, Any]] = {
-            "default": dict(hidden_size=64, num_layers=1, lr=0.01, batch_size=1,
+            "default": dict(hidden_size=64, num_layers=1, lr=0.003, batch_size=1,
                             reward="value", advantage="rank", ppo_epochs=4,
-                            n_candidates=64, avoid_duplicates=True),
+                            n_candidates=512, avoid_duplicates=True, local_fraction=0.5),
             "nas-rl": dict(hidden_size=35, num_layers=2, lr=6e-4, batch_size=8,
                            reward="best_last5_cubed", advantage="baseline", ppo_epochs=1,
-                           n_candidates=1, avoid_duplicates=False),
+                           n_candidates=1, avoid_duplicates=False, local_fraction=0.0),
         }
         if preset not in presets:
             raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(presets)}.")
@@ -159,6 +167,9 @@ class ControllerSampler(BaseSampler):
         self.history = history
         self.n_candidates = int(pick("n_candidates", n_candidates))
         self.n_startup_trials = n_startup_trials
+        self.local_fraction = float(pick("local_fraction", local_fraction))
+        self.local_parents = local_parents
+        self.surrogate_target = surrogate_target
         self.avoid_duplicates = bool(pick("avoid_duplicates", avoid_duplicates))
         self.tanh_constant = tanh_constant
         self.temperature = temperature
@@ -169,9 +180,12 @@ class ControllerSampler(BaseSampler):
             ("reward", self.reward, ("value", "best_last5_cubed")),
             ("advantage", self.advantage, ("rank", "baseline")),
             ("pruned_reward", self.pruned_reward, ("last", "skip")),
+            ("surrogate_target", self.surrogate_target, ("rank", "value")),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+        if not 0.0 <= self.local_fraction <= 1.0:
+            raise ValueError(f"local_fraction must be in [0, 1], got {self.local_fraction}.")
         self._decisions = list(space.decisions)
         self._index = {d.name: i for i, d in enumerate(self._decisions)}
         self._lock = threading.RLock()
@@ -196,7 +210,6 @@ class ControllerSampler(BaseSampler):
         self._pending = 0
         self._baseline: float | None = None
         self._proposals: dict[int, dict[str, Choice]] = {}
-        self._n_sampled = 0
 
     # ---- Optuna's sampler interface -------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -299,46 +312,54 @@ class ControllerSampler(BaseSampler):
 
     def _propose(self, study: Study, trial: FrozenTrial) -> tuple[dict[str, Choice], float]:
         forced = self._forced(trial)
-        n = self.n_candidates if len(self._samples) >= self.n_startup_trials else 1
+        screening = self.n_candidates > 1 and len(self._samples) >= self.n_startup_trials
+        n = self.n_candidates if screening else 1
         n = max(n, 8) if self.avoid_duplicates else n
-        with torch.no_grad():
-            choices, log_prob, _ = self._policy.unroll(
-                n, forced=forced, generator=self._generator
-            )
-        rows = choices.tolist()
-        order = list(range(n))
-        if self.n_candidates > 1 and len(self._samples) >= self.n_startup_trials:
+        seen = self._seen(study) if self.avoid_duplicates else set()
+        temperature = self._policy.temperature
+        try:
+            # Redraw from a flatter policy while every candidate is an architecture the
+            # study holds (the policy has converged on them); the log-probability returned
+            # is that of the policy that drew the proposal.
+            for _ in range(8):
+                rows, log_prob = self._candidates(n, forced, local=screening)
+                fresh = [b for b in range(n) if tuple(rows[b]) not in seen]
+                if fresh or not self.avoid_duplicates:
+                    break
+                self._policy.temperature *= 2.0
+        finally:
+            self._policy.temperature = temperature
+        order = fresh or list(range(n))
+        if screening:
             predicted = self._surrogate_scores(rows)
             order.sort(key=lambda b: -predicted[b])
-        if self.avoid_duplicates:
-            seen = self._seen(study)
-            fresh = [b for b in order if tuple(rows[b]) not in seen]
-            temperature = self._policy.temperature
-            try:
-                for _ in range(8):
-                    if fresh:
-                        break
-                    # Every candidate is an architecture the study holds (the policy has
-                    # converged on them): draw again from a flatter policy. The returned
-                    # log-probability is the flattened policy's, the one that drew it.
-                    self._policy.temperature *= 2.0
-                    with torch.no_grad():
-                        choices, log_prob, _ = self._policy.unroll(
-                            n, forced=forced, generator=self._generator
-                        )
-                    rows = choices.tolist()
-                    fresh = [b for b in range(n) if tuple(rows[b]) not in seen]
-                    if fresh and self.n_candidates > 1 and len(self._samples) >= (
-                        self.n_startup_trials
-                    ):
-                        predicted = self._surrogate_scores(rows)
-                        fresh.sort(key=lambda b: -predicted[b])
-            finally:
-                self._policy.temperature = temperature
-            order = fresh or order
         best = order[0]
-        self._n_sampled += 1
         return self._values(rows[best]), float(log_prob[best])
+
+    def _candidates(
+        self, n: int, forced: Mapping[int, int], *, local: bool
+    ) -> tuple[list[list[int]], torch.Tensor]:
+        # Half of the screened candidates keep a top architecture of the history and let
+        # the controller redraw one or two of its decisions: the policy's proposals near
+        # the incumbents, which the surrogate then ranks.
+        forced_rows = torch.full((n, len(self._decisions)), -1, dtype=torch.long)
+        if local and self.local_fraction > 0:
+            parents = sorted(self._samples, key=lambda s: -s.reward)[: self.local_parents]
+            for b in range(int(n * self.local_fraction)):
+                row = list(parents[b % len(parents)].choices)
+                active = [d for d, i in enumerate(row) if i >= 0]
+                k = 1 + int(torch.randint(2, (1,), generator=self._generator))
+                for _ in range(k):
+                    pick = int(torch.randint(len(active), (1,), generator=self._generator))
+                    row[active[pick]] = -1
+                forced_rows[b] = torch.tensor(row)
+        for d, i in forced.items():
+            forced_rows[:, d] = i
+        with torch.no_grad():
+            choices, log_prob, _ = self._policy.unroll(
+                n, forced_rows=forced_rows, generator=self._generator
+            )
+        return choices.tolist(), log_prob
 
     def _values(self, row: Sequence[int]) -> dict[str, Choice]:
         return {
@@ -376,6 +397,10 @@ class ControllerSampler(BaseSampler):
         # in any space without building their features.
         history = np.array([s.choices for s in self._samples[-self.history :]])
         y = np.array([s.reward for s in self._samples[-self.history :]])
+        if self.surrogate_target == "rank":
+            # Ranks resolve the small gaps between the best architectures as finely as
+            # the large gaps at the bottom.
+            y = y.argsort().argsort() / max(1, len(y) - 1)
         y = (y - y.mean()) / (y.std() + 1e-12)
         candidates = np.array(rows)
         width = max(1, len(self._decisions))
@@ -448,7 +473,13 @@ class ControllerSampler(BaseSampler):
                 old = None
             self._samples.append(_Sample(trial.number, row, reward, old))
             self._pending += 1
-            if self._pending >= self.batch_size:
+            # The default preset updates after every result while the history is short
+            # and every len/50 results later, so that a long study's cost per trial stays
+            # flat.
+            every = self.batch_size if self.advantage == "baseline" else max(
+                self.batch_size, len(self._samples) // 50
+            )
+            if self._pending >= every:
                 self._update()
                 self._pending = 0
 

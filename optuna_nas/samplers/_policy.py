@@ -50,6 +50,8 @@ class ControllerPolicy(nn.Module):
         self.w_prev = nn.Linear(hidden_size, hidden_size, bias=False)
         self.w_curr = nn.Linear(hidden_size, hidden_size, bias=False)
         self.v = nn.Linear(hidden_size, 1, bias=False)
+        # Values are only tracked for spaces with conditional decisions.
+        self.conditional = any(d.condition is not None for d in self.decisions)
         self.layer_of = [
             int(m.group(1)) if d.anchor is None and (m := _LAYER.match(d.name)) else None
             for d in self.decisions
@@ -64,6 +66,7 @@ class ControllerPolicy(nn.Module):
         *,
         choices: torch.Tensor | None = None,
         forced: Mapping[int, int] | None = None,
+        forced_rows: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample (``choices=None``) or score (teacher forcing) a batch of architectures.
@@ -73,6 +76,8 @@ class ControllerPolicy(nn.Module):
             choices: ``(batch, decisions)`` choice indices, ``-1`` for inactive decisions,
                 to score; ``None`` to sample.
             forced: Decision index -> choice index, imposed while sampling.
+            forced_rows: ``(batch, decisions)`` choice indices imposed per architecture
+                while sampling, ``-1`` where the policy samples.
             generator: The random generator of sampling.
 
         Returns:
@@ -125,6 +130,9 @@ class ControllerPolicy(nn.Module):
                 index = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
                 if forced and d in forced:
                     index = torch.full_like(index, forced[d])
+                if forced_rows is not None:
+                    column = forced_rows[:, d]
+                    index = torch.where(column >= 0, column, index)
             else:
                 assert choices is not None
                 index = choices[:, d].clamp(min=0)
@@ -134,7 +142,7 @@ class ControllerPolicy(nn.Module):
             entropy = entropy + torch.where(active, step_entropy, torch.zeros_like(chosen))
             x = torch.where(mask, self.embedding(index + self.offsets[d]), x)
             out[:, d] = torch.where(active, index, torch.full_like(index, -1))
-            if sampling:
+            if sampling and self.conditional:
                 for b in torch.nonzero(active).flatten().tolist():
                     values[b][decision.name] = decision.choices[int(index[b])]
         return out, log_prob, entropy
