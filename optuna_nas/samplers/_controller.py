@@ -321,15 +321,17 @@ class ControllerSampler(BaseSampler):
             # Redraw from a flatter policy while every candidate is an architecture the
             # study holds (the policy has converged on them); the log-probability returned
             # is that of the policy that drew the proposal.
+            size, local = n, screening
             for _ in range(8):
-                rows, log_prob = self._candidates(n, forced, local=screening)
-                fresh = [b for b in range(n) if tuple(rows[b]) not in seen]
+                rows, log_prob = self._candidates(size, forced, local=local)
+                fresh = [b for b in range(size) if tuple(rows[b]) not in seen]
                 if fresh or not self.avoid_duplicates:
                     break
                 self._policy.temperature *= 2.0
+                size, local = min(size, 64), False
         finally:
             self._policy.temperature = temperature
-        order = fresh or list(range(n))
+        order = fresh or list(range(size))
         if screening:
             predicted = self._surrogate_scores(rows)
             order.sort(key=lambda b: -predicted[b])
@@ -339,20 +341,24 @@ class ControllerSampler(BaseSampler):
     def _candidates(
         self, n: int, forced: Mapping[int, int], *, local: bool
     ) -> tuple[list[list[int]], torch.Tensor]:
-        # Half of the screened candidates keep a top architecture of the history and let
+        # Part of the screened candidates keep a top architecture of the history and let
         # the controller redraw one or two of its decisions: the policy's proposals near
         # the incumbents, which the surrogate then ranks.
         forced_rows = torch.full((n, len(self._decisions)), -1, dtype=torch.long)
-        if local and self.local_fraction > 0:
+        n_local = int(n * self.local_fraction) if local else 0
+        if n_local > 0:
             parents = sorted(self._samples, key=lambda s: -s.reward)[: self.local_parents]
-            for b in range(int(n * self.local_fraction)):
-                row = list(parents[b % len(parents)].choices)
-                active = [d for d, i in enumerate(row) if i >= 0]
-                k = 1 + int(torch.randint(2, (1,), generator=self._generator))
-                for _ in range(k):
-                    pick = int(torch.randint(len(active), (1,), generator=self._generator))
-                    row[active[pick]] = -1
-                forced_rows[b] = torch.tensor(row)
+            rows = torch.tensor([p.choices for p in parents], dtype=torch.long)
+            rows = rows[torch.arange(n_local) % len(parents)]
+            # Free one active decision uniformly, and a second one for half of the rows.
+            for k in range(2):
+                noise = torch.rand(rows.shape, generator=self._generator)
+                pick = noise.masked_fill(rows < 0, -1.0).argmax(dim=1)
+                keep = torch.ones(n_local, dtype=torch.bool) if k == 0 else (
+                    torch.rand(n_local, generator=self._generator) < 0.5
+                )
+                rows[keep, pick[keep]] = -1
+            forced_rows[:n_local] = rows
         for d, i in forced.items():
             forced_rows[:, d] = i
         with torch.no_grad():
@@ -378,7 +384,9 @@ class ControllerSampler(BaseSampler):
 
     def _seen(self, study: Study) -> set[tuple[int, ...]]:
         seen = {tuple(s.choices) for s in self._samples}
-        for t in study._get_trials(deepcopy=False, use_cache=True):
+        # Finished trials that were learned are in the samples; the rest hold proposals.
+        unlearned = (TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
+        for t in study._get_trials(deepcopy=False, states=unlearned, use_cache=True):
             stored = t.system_attrs.get(PROPOSAL_KEY)
             if isinstance(stored, dict) and t.number not in self._learned:
                 row = [-1] * len(self._decisions)
@@ -395,23 +403,23 @@ class ControllerSampler(BaseSampler):
         # Kernel ridge regression on past rewards. The kernel (1 + m / D)^3, m the number of
         # decisions two architectures share, covers interactions of up to three decisions
         # in any space without building their features.
-        history = np.array([s.choices for s in self._samples[-self.history :]])
-        y = np.array([s.reward for s in self._samples[-self.history :]])
+        recent = self._samples[-self.history :]
+        history = torch.tensor([s.choices for s in recent], dtype=torch.long)
+        y = torch.tensor([s.reward for s in recent], dtype=torch.float64)
         if self.surrogate_target == "rank":
             # Ranks resolve the small gaps between the best architectures as finely as
             # the large gaps at the bottom.
-            y = y.argsort().argsort() / max(1, len(y) - 1)
-        y = (y - y.mean()) / (y.std() + 1e-12)
-        candidates = np.array(rows)
+            y = y.argsort().argsort().double() / max(1, len(recent) - 1)
+        y = (y - y.mean()) / (y.std(unbiased=False) + 1e-12)
         width = max(1, len(self._decisions))
 
-        def kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            matches = (a[:, None, :] == b[None, :, :]).sum(axis=2) / width
-            result: np.ndarray = (1.0 + matches) ** 3
-            return result
+        def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            matches = (a[:, None, :] == b[None, :, :]).sum(dim=2).double() / width
+            return (1.0 + matches) ** 3
 
-        alpha = np.linalg.solve(kernel(history, history) + 0.1 * np.eye(len(y)), y)
-        scores: list[float] = (kernel(candidates, history) @ alpha).tolist()
+        gram = kernel(history, history) + 0.1 * torch.eye(len(recent), dtype=torch.float64)
+        alpha = torch.linalg.solve(gram, y)
+        scores: list[float] = (kernel(torch.tensor(rows), history) @ alpha).tolist()
         return scores
 
     # ---- learning -------------------------------------------------------------------------
