@@ -208,6 +208,7 @@ class ControllerSampler(BaseSampler):
         self._samples: list[_Sample] = []
         self._learned: set[int] = set()
         self._pending = 0
+        self._redraw_level = 0
         self._baseline: float | None = None
         self._proposals: dict[int, dict[str, Choice]] = {}
 
@@ -314,23 +315,30 @@ class ControllerSampler(BaseSampler):
         forced = self._forced(trial)
         screening = self.n_candidates > 1 and len(self._samples) >= self.n_startup_trials
         n = self.n_candidates if screening else 1
+        if len(self._samples) >= 200:
+            # A long history has concentrated the policy and the model: a quarter of the
+            # candidates finds the same proposals, at a quarter of the cost per trial.
+            n = max(1, n // 4)
         n = max(n, 8) if self.avoid_duplicates else n
         seen = self._seen(study) if self.avoid_duplicates else set()
         temperature = self._policy.temperature
+        # In a long study, start from the flatness the last proposal needed, so that a
+        # converged policy does not pay for a draw of duplicates every trial.
+        level = self._redraw_level if len(self._samples) >= 200 else 0
         try:
             # Redraw from a flatter policy while every candidate is an architecture the
             # study holds (the policy has converged on them); the log-probability returned
             # is that of the policy that drew the proposal.
-            size, local = n, screening
-            for _ in range(8):
+            for attempt in range(level, level + 8):
+                size, local = (n, screening) if attempt == 0 else (min(n, 64), False)
+                self._policy.temperature = temperature * 2.0**attempt
                 rows, log_prob = self._candidates(size, forced, local=local)
                 fresh = [b for b in range(size) if tuple(rows[b]) not in seen]
                 if fresh or not self.avoid_duplicates:
                     break
-                self._policy.temperature *= 2.0
-                size, local = min(size, 64), False
         finally:
             self._policy.temperature = temperature
+        self._redraw_level = max(0, attempt - 1) if attempt == level else attempt
         order = fresh or list(range(size))
         if screening:
             predicted = self._surrogate_scores(rows)
