@@ -303,13 +303,19 @@ class ControllerSampler(BaseSampler):
         imposed.update({k[len(prefix) :]: v for k, v in fixed.items() if k.startswith(prefix)})
         forced: dict[int, int] = {}
         for name, value in imposed.items():
-            if name in self._index:
-                decision = self._decisions[self._index[name]]
-                matches = [i for i, c in enumerate(decision.choices)
-                           if type(c) is type(value) and c == value]
-                if matches:
-                    forced[self._index[name]] = matches[0]
+            index = self._choice_index(name, value)
+            if index >= 0:
+                forced[self._index[name]] = index
         return forced
+
+    def _choice_index(self, name: str, value: Any) -> int:
+        # Typed comparison, as the spaces validate values: 1, 1.0 and True differ.
+        if name not in self._index:
+            return -1
+        choices = self._decisions[self._index[name]].choices
+        return next(
+            (i for i, c in enumerate(choices) if type(c) is type(value) and c == value), -1
+        )
 
     def _propose(self, study: Study, trial: FrozenTrial) -> tuple[dict[str, Choice], float]:
         forced = self._forced(trial)
@@ -384,10 +390,7 @@ class ControllerSampler(BaseSampler):
         arch = self._space.from_params(params)
         row = [-1] * len(self._decisions)
         for name, value in arch.values:
-            decision = self._decisions[self._index[name]]
-            row[self._index[name]] = next(
-                i for i, c in enumerate(decision.choices) if type(c) is type(value) and c == value
-            )
+            row[self._index[name]] = self._choice_index(name, value)
         return row
 
     def _seen(self, study: Study) -> set[tuple[int, ...]]:
@@ -400,10 +403,7 @@ class ControllerSampler(BaseSampler):
                 row = [-1] * len(self._decisions)
                 for name, value in stored.get("values", {}).items():
                     if name in self._index:
-                        choices = self._decisions[self._index[name]].choices
-                        row[self._index[name]] = next(
-                            (i for i, c in enumerate(choices) if c == value), -1
-                        )
+                        row[self._index[name]] = self._choice_index(name, value)
                 seen.add(tuple(row))
         return seen
 
