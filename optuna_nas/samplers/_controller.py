@@ -20,6 +20,10 @@ from optuna_nas.spaces._base import Choice, SearchSpace
 
 PROPOSAL_KEY = "optuna_nas:controller:proposal"
 
+# Past this many results the policy and the surrogate have concentrated: proposals come
+# from a pool drawn once per policy update, and updates come less often.
+_LONG_STUDY = 200
+
 Schedule = Callable[[int], Mapping[str, Choice]]
 
 
@@ -207,6 +211,11 @@ class ControllerSampler(BaseSampler):
         self._optimizer = torch.optim.Adam(self._policy.parameters(), lr=self.lr)
         self._samples: list[_Sample] = []
         self._learned: set[int] = set()
+        self._scan_from = 0  # every trial numbered below it is learned
+        self._seen_rows: set[tuple[int, ...]] = set()  # rows of the learned trials
+        self._pool: list[tuple[tuple[int, ...], float]] = []
+        self._pool_key: tuple[Any, ...] | None = None
+        self._updates = 0
         self._pending = 0
         self._redraw_level = 0
         self._baseline: float | None = None
@@ -321,16 +330,53 @@ class ControllerSampler(BaseSampler):
         forced = self._forced(trial)
         screening = self.n_candidates > 1 and len(self._samples) >= self.n_startup_trials
         n = self.n_candidates if screening else 1
-        if len(self._samples) >= 200:
+        long_study = len(self._samples) >= _LONG_STUDY
+        if long_study:
             # A long history has concentrated the policy and the model: a quarter of the
             # candidates finds the same proposals, at a quarter of the cost per trial.
             n = max(1, n // 4)
         n = max(n, 8) if self.avoid_duplicates else n
         seen = self._seen(study) if self.avoid_duplicates else set()
+        if long_study:
+            # A long study updates its policy every len/50 results; in between, the
+            # policy's candidates are drawn once (as the paper's controller samples m
+            # children per update) and each trial takes the best fresh one of them by
+            # the refitted surrogate.
+            key = (self._updates, tuple(sorted(forced.items())))
+            if key != self._pool_key:
+                self._pool, self._pool_key = [], key
+            fresh = [(row, lp) for row, lp in self._pool if row not in seen]
+            if not fresh:
+                if self._pool:
+                    # Spent before the next update: this policy's draws hold too few new
+                    # architectures, so draw the next pool from a flatter policy.
+                    self._redraw_level = min(self._redraw_level + 1, 8)
+                rows, log_prob, _ = self._draw(n, forced, screening, seen)
+                self._pool = [
+                    (tuple(r), lp) for r, lp in zip(rows, log_prob.tolist(), strict=True)
+                ]
+                fresh = [(row, lp) for row, lp in self._pool if row not in seen] or self._pool
+            pick = 0
+            if screening:
+                predicted = self._surrogate_scores([list(row) for row, _ in fresh])
+                pick = max(range(len(fresh)), key=predicted.__getitem__)
+            return self._values(fresh[pick][0]), fresh[pick][1]
+        rows, log_prob, order = self._draw(n, forced, screening, seen)
+        if screening:
+            predicted = self._surrogate_scores(rows)
+            order.sort(key=lambda b: -predicted[b])
+        best = order[0]
+        return self._values(rows[best]), float(log_prob[best])
+
+    def _draw(
+        self, n: int, forced: Mapping[int, int], screening: bool, seen: set[tuple[int, ...]]
+    ) -> tuple[list[list[int]], torch.Tensor, list[int]]:
+        # Returns the candidates, their log-probabilities, and the indices of those the
+        # study does not hold (all of them if every one is held).
         temperature = self._policy.temperature
         # In a long study, start from the flatness the last proposal needed, so that a
         # converged policy does not pay for a draw of duplicates every trial.
-        level = self._redraw_level if len(self._samples) >= 200 else 0
+        level = self._redraw_level if len(self._samples) >= _LONG_STUDY else 0
         try:
             # Redraw from a flatter policy while every candidate is an architecture the
             # study holds (the policy has converged on them); the log-probability returned
@@ -345,12 +391,7 @@ class ControllerSampler(BaseSampler):
         finally:
             self._policy.temperature = temperature
         self._redraw_level = max(0, attempt - 1) if attempt == level else attempt
-        order = fresh or list(range(size))
-        if screening:
-            predicted = self._surrogate_scores(rows)
-            order.sort(key=lambda b: -predicted[b])
-        best = order[0]
-        return self._values(rows[best]), float(log_prob[best])
+        return rows, log_prob, fresh or list(range(size))
 
     def _candidates(
         self, n: int, forced: Mapping[int, int], *, local: bool
@@ -394,8 +435,8 @@ class ControllerSampler(BaseSampler):
         return row
 
     def _seen(self, study: Study) -> set[tuple[int, ...]]:
-        seen = {tuple(s.choices) for s in self._samples}
-        # Finished trials that were learned are in the samples; the rest hold proposals.
+        # Learned trials are in ``_seen_rows``; unfinished and failed ones hold proposals.
+        seen = set(self._seen_rows)
         unlearned = (TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL)
         for t in study._get_trials(deepcopy=False, states=unlearned, use_cache=True):
             stored = t.system_attrs.get(PROPOSAL_KEY)
@@ -420,15 +461,27 @@ class ControllerSampler(BaseSampler):
             y = y.argsort().argsort().double() / max(1, len(recent) - 1)
         y = (y - y.mean()) / (y.std(unbiased=False) + 1e-12)
         width = max(1, len(self._decisions))
+        h = self._one_hot(history)
 
-        def kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            matches = (a[:, None, :] == b[None, :, :]).sum(dim=2).double() / width
-            return (1.0 + matches) ** 3
+        def kernel(a: torch.Tensor) -> torch.Tensor:
+            # One-hot rows (an extra column per decision for "inactive") make the number
+            # of shared decisions a matrix product, exact in float64.
+            return (1.0 + (a @ h.T) / width) ** 3
 
-        gram = kernel(history, history) + 0.1 * torch.eye(len(recent), dtype=torch.float64)
+        gram = kernel(h) + 0.1 * torch.eye(len(recent), dtype=torch.float64)
         alpha = torch.linalg.solve(gram, y)
-        scores: list[float] = (kernel(torch.tensor(rows), history) @ alpha).tolist()
+        candidates = self._one_hot(torch.tensor(rows, dtype=torch.long))
+        scores: list[float] = (kernel(candidates) @ alpha).tolist()
         return scores
+
+    def _one_hot(self, rows: torch.Tensor) -> torch.Tensor:
+        sizes = torch.tensor([len(d.choices) for d in self._decisions], dtype=torch.long)
+        offsets = torch.cumsum(sizes + 1, dim=0) - (sizes + 1)
+        columns = torch.where(rows >= 0, rows, sizes) + offsets
+        encoded = torch.zeros(
+            rows.shape[0], int((sizes + 1).sum()), dtype=torch.float64
+        )
+        return encoded.scatter_(1, columns, 1.0)
 
     # ---- learning -------------------------------------------------------------------------
     def _reward(self, study: Study, trial: FrozenTrial) -> float | None:
@@ -452,52 +505,69 @@ class ControllerSampler(BaseSampler):
         return value if study.direction == StudyDirection.MAXIMIZE else -value
 
     def _learn(self, study: Study) -> None:
-        trials = study._get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED), use_cache=True
-        )
-        for trial in sorted(trials, key=lambda t: t.number):
-            if trial.number in self._learned:
-                continue
-            if not any(k.startswith(self._space.prefix) for k in trial.params):
-                self._learned.add(trial.number)
-                continue
-            try:
-                row = self._row(trial.params)
-            except ArchitectureError as error:
-                # Not marked as learned: every later proposal raises again, never a mix.
-                raise ArchitectureError(
-                    f"Trial {trial.number} of study {study.study_name!r} holds architecture "
-                    f"params that do not fit this sampler's space ({error}). The study was "
-                    "made with a different search space: use the original space or a new "
-                    "study name."
-                ) from None
-            self._learned.add(trial.number)
-            reward = self._reward(study, trial)
-            if reward is None:
-                continue
-            stored = trial.system_attrs.get(PROPOSAL_KEY)
-            old = stored.get("log_prob") if isinstance(stored, dict) else None
-            fixed = trial.system_attrs.get("fixed_params")
-            # The proposal's probability is the trial's only if the trial ran the proposal
-            # (a PartialFixedSampler around this sampler can replace proposed values).
+        # Only trials from the first unfinished one on can hold something new: a long
+        # study reads a few trials per proposal, not its whole history.
+        trials = [
+            t
+            for t in study._get_trials(deepcopy=False, use_cache=True)
+            if t.number >= self._scan_from
+        ]
+        trials.sort(key=lambda t: t.number)
+        contiguous = True
+        for trial in trials:
             if (
-                fixed
-                or not isinstance(old, (int, float))
-                or not isinstance(stored, dict)
-                or stored.get("values") != self._values(row)
+                trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and trial.number not in self._learned
             ):
-                old = None
-            self._samples.append(_Sample(trial.number, row, reward, old))
-            self._pending += 1
-            # The default preset updates after every result while the history is short
-            # and every len/50 results later, so that a long study's cost per trial stays
-            # flat.
-            every = self.batch_size if self.advantage == "baseline" else max(
-                self.batch_size, len(self._samples) // 50
-            )
-            if self._pending >= every:
-                self._update()
-                self._pending = 0
+                self._learn_trial(study, trial)
+            if contiguous and trial.state.is_finished():
+                self._scan_from = trial.number + 1
+            else:
+                contiguous = False
+
+    def _learn_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if not any(k.startswith(self._space.prefix) for k in trial.params):
+            self._learned.add(trial.number)
+            return
+        try:
+            row = self._row(trial.params)
+        except ArchitectureError as error:
+            # Not marked as learned: every later proposal raises again, never a mix.
+            raise ArchitectureError(
+                f"Trial {trial.number} of study {study.study_name!r} holds architecture "
+                f"params that do not fit this sampler's space ({error}). The study was "
+                "made with a different search space: use the original space or a new "
+                "study name."
+            ) from None
+        self._learned.add(trial.number)
+        self._seen_rows.add(tuple(row))
+        reward = self._reward(study, trial)
+        if reward is None:
+            return
+        stored = trial.system_attrs.get(PROPOSAL_KEY)
+        old = stored.get("log_prob") if isinstance(stored, dict) else None
+        fixed = trial.system_attrs.get("fixed_params")
+        # The proposal's probability is the trial's only if the trial ran the proposal
+        # (a PartialFixedSampler around this sampler can replace proposed values).
+        if (
+            fixed
+            or not isinstance(old, (int, float))
+            or not isinstance(stored, dict)
+            or stored.get("values") != self._values(row)
+        ):
+            old = None
+        self._samples.append(_Sample(trial.number, row, reward, old))
+        self._pending += 1
+        # The default preset updates after every result while the history is short,
+        # every len/50 results later and every len/25 in a long study, so that the cost
+        # per trial stays flat.
+        count = len(self._samples)
+        every = self.batch_size if self.advantage == "baseline" else max(
+            self.batch_size, count // (25 if count >= _LONG_STUDY else 50)
+        )
+        if self._pending >= every:
+            self._update()
+            self._pending = 0
 
     def _update(self) -> None:
         recent = self._samples[-self.history :]
@@ -536,6 +606,7 @@ class ControllerSampler(BaseSampler):
             self._optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             self._optimizer.step()
+        self._updates += 1
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

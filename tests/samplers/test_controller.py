@@ -595,3 +595,78 @@ def test_minimize() -> None:
     values = [t.value for t in study.trials]
     early, late = statistics.mean(values[:20]), statistics.mean(values[40:])  # type: ignore[type-var]
     assert late <= early - 1.0, (early, late)
+
+
+# ---- long studies: cost per trial ---------------------------------------------------------------
+def test_surrogate_kernel_counts_shared_decisions() -> None:
+    """The one-hot kernel equals ``(1 + m / D)^3`` with ``m`` counted decision by decision,
+    an inactive decision (-1) matching only another inactive one."""
+    space = ToyConditionalSpace()
+    sampler = ControllerSampler(space, seed=0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: float(len(space.suggest(t).string)), n_trials=15)
+    rows = [s.choices for s in sampler._samples]
+    assert any(-1 in row for row in rows)
+    history = torch.tensor(rows)
+    width = len(space.decisions)
+    encoded = sampler._one_hot(history)
+    shared = (encoded @ encoded.T).long()
+    by_decision = (history[:, None, :] == history[None, :, :]).sum(dim=2)
+    assert torch.equal(shared, by_decision)
+    # The fitted model reproduces the ranks it was fitted to, in their order.
+    scores = sampler._surrogate_scores(rows)
+    rewards = [s.reward for s in sampler._samples]
+    best, worst = rewards.index(max(rewards)), rewards.index(min(rewards))
+    assert scores[best] > scores[worst]
+    assert width == history.shape[1]
+
+
+def test_long_study_draws_one_pool_per_policy_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the long-study threshold, proposals come from a pool drawn once per policy
+    update: far fewer policy draws than trials, and still no duplicate architectures."""
+    monkeypatch.setattr("optuna_nas.samplers._controller._LONG_STUDY", 30)
+    space = NasBench201Space()
+    sampler = ControllerSampler(space, seed=0)
+    draws: list[tuple[int, int]] = []  # (results, policy updates) at each draw
+    draw = sampler._candidates
+
+    def counted(n: int, forced: Any, *, local: bool) -> Any:
+        draws.append((len(sampler._samples), sampler._updates))
+        return draw(n, forced, local=local)
+
+    monkeypatch.setattr(sampler, "_candidates", counted)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(nb201_objective(space), n_trials=130)
+    late = [updates for results, updates in draws if results >= 30]
+    # At least one draw per trial without the pool; with it, about one per update.
+    assert len(late) <= 60, len(late)
+    assert len(late) <= 1.3 * (late[-1] - late[0] + 1), late
+    archs = [tuple(arch_params(t, space).items()) for t in study.trials]
+    assert len(set(archs)) == len(archs)
+    values = [t.value for t in study.trials]
+    assert statistics.mean(values[30:]) > statistics.mean(values[:30])  # type: ignore[type-var]
+
+
+def test_learning_skips_nothing_behind_a_running_trial() -> None:
+    """The scan for new results starts at the first unfinished trial: a trial that finishes
+    after later ones is learned when it finishes, and every trial is learned once."""
+    space = NasBench201Space()
+    sampler = ControllerSampler(space, seed=0)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    slow = study.ask()
+    conv_count(space.suggest(slow))
+    for _ in range(3):
+        trial = study.ask()
+        study.tell(trial, conv_count(space.suggest(trial)))
+    sampler._learn(study)
+    assert sample_numbers(sampler) == [1, 2, 3]
+    assert sampler._scan_from == 0
+    study.tell(slow, 1.0)
+    failed = study.ask()
+    space.suggest(failed)
+    study.tell(failed, state=TrialState.FAIL)
+    sampler._learn(study)
+    assert sample_numbers(sampler) == [1, 2, 3, 0]
+    assert sampler._scan_from == 5
+    sampler._learn(study)
+    assert sample_numbers(sampler) == [1, 2, 3, 0]
