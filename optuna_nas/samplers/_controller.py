@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,14 @@ PROPOSAL_KEY = "optuna_nas:controller:proposal"
 _LONG_STUDY = 200
 
 Schedule = Callable[[int], Mapping[str, Choice]]
+
+
+class _Preset(enum.Enum):
+    # "Take the preset's value" for options where None means something.
+    VALUE = 0
+
+
+_PRESET = _Preset.VALUE
 
 
 def _fresh_seed() -> int:
@@ -55,7 +64,7 @@ class ControllerSampler(BaseSampler):
     reward, PRUNED trials their last reported value (``pruned_reward="last"``, or
     ``"skip"``), FAILED trials nothing.
 
-    Two configurations:
+    Three configurations:
 
     * ``preset="nas-rl"`` is the paper: a 2-layer LSTM of 35 units, Adam at 6e-4, weights
       uniform in [-0.08, 0.08], reward = the best of the last 5 reported values, cubed,
@@ -67,6 +76,10 @@ class ControllerSampler(BaseSampler):
       weights, proposals screened by a kernel ridge model of past results (the best of
       ``n_candidates`` policy samples, half of them redrawn near the best architectures
       so far), and never proposing an architecture the study already holds.
+    * ``preset="enas"`` is ENAS' controller for weight-sharing search (with
+      :class:`~optuna_nas.supernet.WeightSharingObjective`): a 1-layer LSTM of 64 units,
+      Adam at 3.5e-3, logits ``1.1 * tanh(logits / 5)``, entropy bonus 1e-4, REINFORCE
+      with a moving-average baseline of decay 0.99, one update per 10 results.
 
     Paper: Zoph & Le, "Neural Architecture Search with Reinforcement Learning", ICLR 2017,
     https://arxiv.org/abs/1611.01578. ENAS' options (``tanh_constant``, ``temperature``,
@@ -76,14 +89,14 @@ class ControllerSampler(BaseSampler):
         space: The search space whose ``arch/`` params the controller samples.
         base_sampler: The sampler of every other param; Optuna's TPESampler by default.
         seed: Seed of the controller's initialisation and sampling.
-        preset: ``"default"`` or ``"nas-rl"``; the options below override it.
+        preset: ``"default"``, ``"nas-rl"`` or ``"enas"``; the options below override it.
         hidden_size: LSTM units.
         num_layers: LSTM layers.
         lr: Adam learning rate.
         init_range: Weights start uniform in ``[-init_range, init_range]``.
         batch_size: Results per update (the paper's ``m``); ``update_every`` is an alias
             for the distributed reading "apply an update once G new results arrived".
-        baseline_decay: Decay of the moving-average baseline (``nas-rl``).
+        baseline_decay: Decay of the moving-average baseline (``advantage="baseline"``).
         reward: ``"value"`` or ``"best_last5_cubed"`` (the paper's).
         advantage: ``"rank"`` (default) or ``"baseline"`` (REINFORCE).
         ppo_epochs: Gradient steps per update over the reused samples (1 = plain).
@@ -119,7 +132,7 @@ class ControllerSampler(BaseSampler):
         init_range: float = 0.08,
         batch_size: int | None = None,
         update_every: int | None = None,
-        baseline_decay: float = 0.95,
+        baseline_decay: float | None = None,
         reward: str | None = None,
         advantage: str | None = None,
         ppo_epochs: int | None = None,
@@ -131,9 +144,9 @@ class ControllerSampler(BaseSampler):
         local_parents: int = 5,
         surrogate_target: str = "rank",
         avoid_duplicates: bool | None = None,
-        tanh_constant: float | None = None,
-        temperature: float = 1.0,
-        entropy_weight: float = 0.0,
+        tanh_constant: float | None | _Preset = _PRESET,
+        temperature: float | None = None,
+        entropy_weight: float | None = None,
         pruned_reward: str = "last",
         schedule: Schedule | None = None,
     ) -> None:
@@ -146,7 +159,17 @@ class ControllerSampler(BaseSampler):
             "nas-rl": dict(hidden_size=35, num_layers=2, lr=6e-4, batch_size=8,
                            reward="best_last5_cubed", advantage="baseline", ppo_epochs=1,
                            n_candidates=1, avoid_duplicates=False, local_fraction=0.0),
+            # ENAS' micro-search controller (Pham et al. 2018, CIFAR-10 scripts).
+            "enas": dict(hidden_size=64, num_layers=1, lr=3.5e-3, batch_size=10,
+                         reward="value", advantage="baseline", ppo_epochs=1, n_candidates=1,
+                         avoid_duplicates=False, local_fraction=0.0, tanh_constant=1.1,
+                         temperature=5.0, entropy_weight=1e-4, baseline_decay=0.99),
         }
+        for config_ in presets.values():
+            config_.setdefault("tanh_constant", None)
+            config_.setdefault("temperature", 1.0)
+            config_.setdefault("entropy_weight", 0.0)
+            config_.setdefault("baseline_decay", 0.95)
         if preset not in presets:
             raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(presets)}.")
         config = presets[preset]
@@ -163,7 +186,7 @@ class ControllerSampler(BaseSampler):
         self.lr = float(pick("lr", lr))
         self.init_range = init_range
         self.batch_size = int(pick("batch_size", update_every or batch_size))
-        self.baseline_decay = baseline_decay
+        self.baseline_decay = float(pick("baseline_decay", baseline_decay))
         self.reward = str(pick("reward", reward))
         self.advantage = str(pick("advantage", advantage))
         self.ppo_epochs = int(pick("ppo_epochs", ppo_epochs))
@@ -175,9 +198,11 @@ class ControllerSampler(BaseSampler):
         self.local_parents = local_parents
         self.surrogate_target = surrogate_target
         self.avoid_duplicates = bool(pick("avoid_duplicates", avoid_duplicates))
-        self.tanh_constant = tanh_constant
-        self.temperature = temperature
-        self.entropy_weight = entropy_weight
+        self.tanh_constant: float | None = (
+            config["tanh_constant"] if isinstance(tanh_constant, _Preset) else tanh_constant
+        )
+        self.temperature = float(pick("temperature", temperature))
+        self.entropy_weight = float(pick("entropy_weight", entropy_weight))
         self.pruned_reward = pruned_reward
         self.schedule = schedule
         for name, value, allowed in (

@@ -148,9 +148,20 @@ def test_defaults_and_validation() -> None:
     with pytest.raises(TypeError, match="SearchSpace"):
         ControllerSampler("nasbench201")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="preset"):
-        ControllerSampler(NasBench201Space(), preset="enas")
+        ControllerSampler(NasBench201Space(), preset="darts")
     with pytest.raises(ValueError, match="pruned_reward"):
         ControllerSampler(NasBench201Space(), pruned_reward="first")
+
+
+def test_enas_preset_has_enas_settings_and_options_override_it() -> None:
+    enas = ControllerSampler(NasBench201Space(), preset="enas")
+    assert (enas.hidden_size, enas.num_layers, enas.lr, enas.batch_size) == (64, 1, 3.5e-3, 10)
+    assert (enas.tanh_constant, enas.temperature, enas.entropy_weight) == (1.1, 5.0, 1e-4)
+    assert (enas.baseline_decay, enas.advantage, enas.n_candidates) == (0.99, "baseline", 1)
+    plain = ControllerSampler(NasBench201Space(), preset="enas", tanh_constant=None,
+                              temperature=1.0)
+    assert plain.tanh_constant is None and plain.temperature == 1.0
+    assert ControllerSampler(NasBench201Space()).tanh_constant is None
 
 
 # ---- determinism ------------------------------------------------------------------------------
