@@ -29,7 +29,7 @@ def _batch(dataset: Dataset[Any], index: torch.Tensor) -> tuple[torch.Tensor, to
     if isinstance(dataset, TensorDataset):
         images, labels = (t[index] for t in dataset.tensors[:2])
         return images, labels
-    images, labels = default_collate([dataset[int(i)] for i in index])
+    images, labels = default_collate([dataset[int(i)] for i in index])  # type: ignore[no-untyped-call]
     return images, labels
 
 
@@ -156,7 +156,9 @@ class WeightSharingObjective:
         return self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * progress))
 
     # ---- training and scoring -------------------------------------------------------------
-    def train_path(self, arch: Architecture, steps: int, trial: optuna.Trial | None = None) -> None:
+    def train_path(
+        self, arch: Architecture, steps: int, trial: optuna.Trial | None = None
+    ) -> None:
         """Train the shared weights on one architecture's path for ``steps`` minibatches."""
         net = self.supernet
         net.train()
@@ -178,7 +180,7 @@ class WeightSharingObjective:
                 if trial is not None:
                     trial.set_user_attr("fail_reason", message)
                 raise NonFiniteLossError(message)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             if self.grad_clip is not None:
                 nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
             self.optimizer.step()

@@ -24,10 +24,10 @@ def _relu_tail(op: nn.Module) -> nn.Module | None:
     # The part of an op after its leading ReLU: the ReLU of an input is computed once and
     # shared by every op that starts with one (the reference code recomputes it per op).
     if isinstance(op, (ReLUConvBN, DilConv)):
-        return nn.Sequential(*list(op)[1:])
+        return nn.Sequential(*list(op.children())[1:])
     if isinstance(op, SepConv):
-        first, second = list(op)
-        return nn.Sequential(*list(first)[1:], second)
+        first, second = op.children()
+        return nn.Sequential(*list(first.children())[1:], second)
     return None
 
 
@@ -44,6 +44,8 @@ def _no_running_stats(module: nn.Module) -> None:
 
 class _Edge(nn.Module):
     """Every op of one edge, by name, with the ReLU-sharing tails kept aside."""
+
+    tails: dict[str, nn.Module | None]
 
     def __init__(self, ops: Sequence[str], channels: int, stride: int, affine: bool,
                  pool_bn: bool) -> None:
@@ -159,7 +161,8 @@ class _NasBench201Body(nn.Module):
         for cell in self.cells:
             if isinstance(cell, _NasBench201Cell):
                 for e, name in enumerate(path):
-                    yield cell.edges[e].ops[name]  # type: ignore[index]
+                    edge: _Edge = cell.edges[e]  # type: ignore[assignment]
+                    yield edge.ops[name]
             else:
                 yield cell
 
@@ -276,13 +279,16 @@ class _CellBody(nn.Module):
 
     def path_modules(self, path: Mapping[str, _CellPath]) -> Iterator[nn.Module]:
         yield from (self.stem, self.classifier)
-        for cell in self.cells:
+        for module in self.cells:
+            cell: _SuperCell = module  # type: ignore[assignment]
             yield from (cell.preprocess0, cell.preprocess1)
             ops, combines, _ = path["reduce" if cell.reduction else "normal"]
             for k in range(cell.steps):
                 for name, j in ops[2 * k : 2 * k + 2]:
-                    yield cell.edges[f"n{k + 2}<-{j}"].ops[name]
+                    edge: _Edge = cell.edges[f"n{k + 2}<-{j}"]  # type: ignore[assignment]
+                    yield edge.ops[name]
                 if combines[k] == "concat":
+                    assert cell.merges is not None
                     yield cell.merges[k]
 
 
