@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from optuna_nas import dashboard, nn, samplers, spaces
+from optuna_nas import dashboard, nn, pipeline, samplers, spaces, supernet
+from optuna_nas.asha import random_search_asha
 from optuna_nas.data import ImageData, load_cifar10, load_digits, load_image_folder
 from optuna_nas.errors import (
     ArchitectureError,
@@ -13,6 +14,7 @@ from optuna_nas.errors import (
 )
 from optuna_nas.samplers import ControllerSampler
 from optuna_nas.spaces import Architecture, Decision, SearchSpace
+from optuna_nas.supernet import Supernet, WeightSharingObjective
 from optuna_nas.training import count_flops, count_parameters, evaluate, seed_everything, train
 
 __version__ = "0.1.0"
@@ -26,6 +28,8 @@ __all__ = [
     "NasError",
     "NonFiniteLossError",
     "SearchSpace",
+    "Supernet",
+    "WeightSharingObjective",
     "ImageData",
     "TableError",
     "count_flops",
@@ -36,8 +40,11 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "nn",
+    "pipeline",
+    "random_search_asha",
     "samplers",
     "seed_everything",
     "spaces",
+    "supernet",
     "train",
 ]
