@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from optuna_nas.benchmarks import _overhead
+from optuna_nas.benchmarks import _asha, _overhead, _supernet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
 from optuna_nas.benchmarks._samplers import check_sampler_names
 from optuna_nas.errors import NasError
@@ -209,6 +209,202 @@ def _run_overhead(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_asha(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "asha",
+        help="random search with ASHA vs at full budget, trained on the digits data (CPU)",
+        description=(
+            "For each seed k in 0..N-1, run random search (RandomSampler(seed=k)) over the "
+            "NAS-Bench-201 space twice on the digits data, training every network from "
+            "scratch on the CPU: once pruned by ASHA (Optuna's SuccessiveHalvingPruner) and "
+            "once at full budget. Print per arm the mean ± population std over the seeds "
+            "of the best trial's test accuracy (best by validation accuracy) and the total "
+            "epochs trained, then the ratio of epochs ASHA/full."
+        ),
+    )
+    parser.add_argument(
+        "--seeds", type=_positive_int, default=5, help="seeds 0..N-1 (default: 5)"
+    )
+    parser.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=_asha.DEFAULT_TRIALS,
+        help=f"trials per arm and seed (default: {_asha.DEFAULT_TRIALS})",
+    )
+    parser.add_argument(
+        "--max-epochs",
+        type=_positive_int,
+        default=_asha.DEFAULT_MAX_EPOCHS,
+        help=f"epochs of an unpruned trial (default: {_asha.DEFAULT_MAX_EPOCHS})",
+    )
+    parser.add_argument(
+        "--min-resource", type=_positive_int, default=1, help="ASHA's first rung (default: 1)"
+    )
+    parser.add_argument(
+        "--reduction-factor",
+        type=_positive_int,
+        default=4,
+        help="ASHA's reduction factor, at least 2 (default: 4)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures and per-seed runs here"
+    )
+    parser.set_defaults(handler=_run_asha)
+
+
+def _run_asha(args: argparse.Namespace) -> int:
+    if args.json is not None and not args.json.parent.is_dir():  # Fail before the training.
+        raise _CommandError(
+            f"cannot write {str(args.json)!r}: its folder does not exist; create it first."
+        )
+    threads = torch.get_num_threads()
+    # Tiny networks: one thread is fastest and fixes the floating-point order.
+    torch.set_num_threads(1)
+    try:
+        result = _asha.run_asha_benchmark(
+            seeds=args.seeds,
+            n_trials=args.trials,
+            max_epochs=args.max_epochs,
+            min_resource=args.min_resource,
+            reduction_factor=args.reduction_factor,
+            progress=lambda run: print(run.line(), flush=True),
+        )
+    except ValueError as error:  # e.g. min_resource not below max_epochs
+        if isinstance(error, NasError):
+            raise
+        raise _CommandError(str(error)) from error
+    finally:
+        torch.set_num_threads(threads)
+    for line in result.lines():
+        print(line, flush=True)
+    if args.json is not None:
+        document = {**result.as_dict(), "torch_threads": 1}
+        try:
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+    return 0
+
+
+def _add_supernet(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "supernet",
+        help="time and peak memory of a single-path supernet step vs xautodl's RANDOM",
+        description=(
+            "Time one training step (forward, backward, SGD) of this package's single-path "
+            "supernet, of xautodl's RANDOM supernet (the peer; install it with "
+            f"'{_supernet.PEER_INSTALL}') on the same architectures, and of the fixed child "
+            "network of each architecture, on the NAS-Bench-201 space; each side in its own "
+            "fresh process, in rounds with the order rotated. Print each side's ms per step "
+            "(lowest round mean) and peak memory over the process's baseline, and the "
+            "ratios ours/peer and ours/child."
+        ),
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)"
+    )
+    parser.add_argument(
+        "--steps", type=_positive_int, default=10, help="timed steps per run (default: 10)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=2,
+        help="untimed steps before them (default: 2)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=2,
+        help="runs of each side, the order rotated per round (default: 2)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per step (default: 64)"
+    )
+    parser.add_argument(
+        "--channels", type=_positive_int, default=16, help="first-stage channels (default: 16)"
+    )
+    parser.add_argument(
+        "--cells-per-stage", type=_positive_int, default=5, help="cells per stage (default: 5)"
+    )
+    parser.add_argument(
+        "--image-size", type=_positive_int, default=32, help="image height and width (default: 32)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch.set_num_threads(N) in every process (default: torch's own default)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the architectures and batch (default: 0)"
+    )
+    parser.add_argument(
+        "--skip-peer",
+        action="store_true",
+        help="leave xautodl out (its figures and ratios are then null)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures and every run here"
+    )
+    parser.set_defaults(handler=_run_supernet)
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _run_supernet(args: argparse.Namespace) -> int:
+    if args.json is not None and not args.json.parent.is_dir():  # Fail before the runs.
+        raise _CommandError(
+            f"cannot write {str(args.json)!r}: its folder does not exist; create it first."
+        )
+    if not args.skip_peer and not _supernet.peer_available():
+        raise _supernet.PeerMissingError()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _CommandError("--device cuda, but torch sees no CUDA device.")
+    config = _supernet.StepConfig(
+        device=args.device,
+        steps=args.steps,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        channels=args.channels,
+        cells_per_stage=args.cells_per_stage,
+        image_size=args.image_size,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    print(
+        f"NAS-Bench-201, {config.channels} channels, {config.cells_per_stage} cells per "
+        f"stage, batch {config.batch_size} of {config.image_size}x{config.image_size}, "
+        f"{config.device}; {config.steps} timed steps after {config.warmup} warm-up, "
+        f"{args.rounds} round(s), one process per side and round",
+        flush=True,
+    )
+    result = _supernet.run_supernet_benchmark(
+        config,
+        rounds=args.rounds,
+        peer=not args.skip_peer,
+        progress=lambda run: print(run.line(), flush=True),
+    )
+    for line in result.lines():
+        print(line, flush=True)
+    if args.json is not None:
+        try:
+            args.json.write_text(
+                json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8"
+            )
+        except OSError as error:
+            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per benchmark."""
     parser = argparse.ArgumentParser(
@@ -218,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_nasbench201(subparsers)
     _add_overhead(subparsers)
+    _add_asha(subparsers)
+    _add_supernet(subparsers)
     return parser
 
 
