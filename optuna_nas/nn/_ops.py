@@ -170,10 +170,46 @@ class Conv1xkThenkx1(nn.Sequential):
         )
 
 
+class AvgPool(nn.Module):
+    """Average pooling over a ``k`` x ``k`` window that excludes the padding.
+
+    The numbers of ``nn.AvgPool2d(k, stride, k // 2, count_include_pad=False)``. On the CPU
+    it runs as a depthwise convolution with a fixed all-ones kernel, divided by the number
+    of real pixels under each window: PyTorch's CPU pooling without padding counts is
+    several times slower, forward and backward, and it was half the time of a NAS-Bench-201
+    training step.
+    """
+
+    def __init__(self, k: int, stride: int) -> None:
+        super().__init__()
+        self.k = k
+        self.stride = stride
+        self._counts: dict[tuple[int, int, torch.dtype], torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, stride, pad = self.k, self.stride, self.k // 2
+        if x.device.type != "cpu" or x.dim() != 4:
+            return nn.functional.avg_pool2d(x, k, stride, pad, count_include_pad=False)
+        c, h, w = x.shape[1:]
+        ones = x.new_ones(c, 1, k, k)
+        summed = nn.functional.conv2d(x, ones, stride=stride, padding=pad, groups=c)
+        key = (h, w, x.dtype)
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = nn.functional.conv2d(
+                x.new_ones(1, 1, h, w), x.new_ones(1, 1, k, k), stride=stride, padding=pad
+            )
+            self._counts[key] = counts
+        return summed / counts
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.k}, stride={self.stride}, count_include_pad=False"
+
+
 def _pool(kind: str, k: int) -> OpFactory:
     def factory(channels: int, stride: int, affine: bool) -> nn.Module:
         if kind == "avg":
-            return nn.AvgPool2d(k, stride=stride, padding=k // 2, count_include_pad=False)
+            return AvgPool(k, stride)
         return nn.MaxPool2d(k, stride=stride, padding=k // 2)
 
     return factory

@@ -145,3 +145,22 @@ def test_register_op(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_register_op_is_undone() -> None:
     # The test above registers into a copy of the registry.
     assert "test_double" not in list_ops()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 4, 7, 9), (1, 2, 1, 1)])
+def test_avg_pool_matches_torch_without_padding_counts(
+    stride: int, shape: tuple[int, int, int, int]
+) -> None:
+    """The CPU path (a depthwise all-ones convolution over the pixel counts) computes what
+    ``avg_pool2d(..., count_include_pad=False)`` does, forward and backward."""
+    from optuna_nas.nn._ops import AvgPool
+
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    reference = torch.nn.functional.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    ours = AvgPool(3, stride)(x)
+    torch.testing.assert_close(ours, reference)
+    weights = torch.randn_like(reference)
+    (grad_ref,) = torch.autograd.grad((reference * weights).sum(), x)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
+    torch.testing.assert_close(grad_ours, grad_ref)
