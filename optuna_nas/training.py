@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
+from optuna_nas.nn._ops import plain_pooling
 
 __all__ = ["count_flops", "count_parameters", "evaluate", "seed_everything", "train"]
 
@@ -49,7 +50,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     model.eval()
     try:
         counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
+        with counter, torch.no_grad(), plain_pooling():
             model(torch.zeros(1, *input_shape, device=device))
         return int(counter.get_total_flops())
     finally:

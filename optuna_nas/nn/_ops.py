@@ -7,7 +7,9 @@ the channel count and divides the spatial size by ``stride``. Op sets (DARTS' 8,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -170,6 +172,29 @@ class Conv1xkThenkx1(nn.Sequential):
         )
 
 
+# While set, AvgPool runs PyTorch's pooling: FLOP counts then see a pooling (which PyTorch's
+# counter does not count) on every device, not the convolution that stands in for it.
+_PLAIN_POOLING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "plain_pooling", default=False
+)
+
+
+@contextlib.contextmanager
+def plain_pooling() -> Iterator[None]:
+    """Within this context, :class:`AvgPool` runs ``avg_pool2d`` on every device."""
+    token = _PLAIN_POOLING.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN_POOLING.reset(token)
+
+
+def _window_counts(n: int, k: int, stride: int, pad: int) -> torch.Tensor:
+    # How many of the n real positions each output window covers, along one axis.
+    starts = torch.arange(0, n + 2 * pad - k + 1, stride) - pad
+    return (starts + k).clamp(max=n) - starts.clamp(min=0)
+
+
 class AvgPool(nn.Module):
     """Average pooling over a ``k`` x ``k`` window that excludes the padding.
 
@@ -188,17 +213,16 @@ class AvgPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, stride, pad = self.k, self.stride, self.k // 2
-        if x.device.type != "cpu" or x.dim() != 4:
+        if x.device.type != "cpu" or x.dim() != 4 or _PLAIN_POOLING.get():
             return nn.functional.avg_pool2d(x, k, stride, pad, count_include_pad=False)
         c, h, w = x.shape[1:]
-        ones = x.new_ones(c, 1, k, k)
-        summed = nn.functional.conv2d(x, ones, stride=stride, padding=pad, groups=c)
+        summed = nn.functional.conv2d(x, x.new_ones(c, 1, k, k), stride=stride, padding=pad,
+                                      groups=c)
         key = (h, w, x.dtype)
         counts = self._counts.get(key)
         if counts is None:
-            counts = nn.functional.conv2d(
-                x.new_ones(1, 1, h, w), x.new_ones(1, 1, k, k), stride=stride, padding=pad
-            )
+            rows, cols = _window_counts(h, k, stride, pad), _window_counts(w, k, stride, pad)
+            counts = (rows[:, None] * cols[None, :]).to(x.dtype)
             self._counts[key] = counts
         return summed / counts
 

@@ -164,3 +164,14 @@ def test_avg_pool_matches_torch_without_padding_counts(
     (grad_ref,) = torch.autograd.grad((reference * weights).sum(), x)
     (grad_ours,) = torch.autograd.grad((ours * weights).sum(), x)
     torch.testing.assert_close(grad_ours, grad_ref)
+
+
+def test_avg_pool_counts_no_flops_on_any_device() -> None:
+    """FLOP counts see a pooling, as PyTorch's counter defines it, not the stand-in
+    convolution: the count does not depend on the device or on earlier calls."""
+    from optuna_nas.nn._ops import AvgPool
+    from optuna_nas.training import count_flops
+
+    pool = nn.Sequential(AvgPool(3, 1))
+    pool(torch.randn(1, 2, 8, 8))
+    assert count_flops(pool, (2, 8, 8)) == 0
