@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from optuna_nas import dashboard, nn, pipeline, samplers, spaces, supernet
+from optuna_nas import darts, dashboard, nn, pipeline, samplers, spaces, supernet, text
 from optuna_nas.asha import random_search_asha
 from optuna_nas.data import ImageData, load_cifar10, load_digits, load_image_folder
 from optuna_nas.errors import (
@@ -35,6 +35,7 @@ __all__ = [
     "count_flops",
     "count_parameters",
     "dashboard",
+    "darts",
     "evaluate",
     "load_cifar10",
     "load_digits",
@@ -46,5 +47,6 @@ __all__ = [
     "seed_everything",
     "spaces",
     "supernet",
+    "text",
     "train",
 ]

@@ -13,6 +13,9 @@ running trial, so that optuna-dashboard shows it on the trial's page::
         ...
 
     # optuna-dashboard sqlite:///db.sqlite3 --artifact-dir artifacts
+
+:func:`draw_alpha_history` and :func:`log_alpha_history` do the same for DARTS' op weights
+over the epochs of a search.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import math
 import os
 import tempfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import optuna
+import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
@@ -43,7 +47,12 @@ from optuna_nas.spaces._nasbench201 import NasBench201Space
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
-__all__ = ["draw_architecture", "log_architecture"]
+__all__ = [
+    "draw_alpha_history",
+    "draw_architecture",
+    "log_alpha_history",
+    "log_architecture",
+]
 
 _DPI = 100
 
@@ -154,8 +163,131 @@ def log_architecture(
     picture = draw_architecture(space, arch)
     trial.set_user_attr("arch", str(arch))
     trial.set_user_attr("arch_space", space.name)
+    return _upload_png(trial, picture, f"architecture-trial-{trial.number}.png", artifact_store)
+
+
+def draw_alpha_history(
+    history: Sequence[Mapping[str, torch.Tensor | npt.NDArray[np.floating[Any]]]],
+    edges: Mapping[str, Sequence[str]],
+    ops: Sequence[str],
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Draw DARTS' op weights over the epochs as a small PNG picture.
+
+    One small panel per edge of each cell kind, titled ``kind edge``, with one line per op
+    (the op's weight after each epoch, epoch 0 being the initialisation), coloured with the
+    same fixed palette as the architecture pictures. The panels share one y axis, so edges
+    compare at a glance; ``none`` is dashed.
+
+    Paper: Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019,
+    https://arxiv.org/abs/1806.09055.
+
+    Args:
+        history: Per epoch, per cell kind, an ``(edges, ops)`` array of op weights, e.g.
+            ``DartsResult.alpha_history``.
+        edges: The edge names of each cell kind, in row order.
+        ops: The op names, in column order.
+        path: Where to also write the picture, if given.
+
+    Returns:
+        The picture, PNG-encoded.
+
+    Raises:
+        ValueError: The history is empty or its arrays do not fit ``edges`` and ``ops``.
+    """
+    if not history:
+        raise ValueError("The alpha history is empty; record at least the initial weights.")
+    series: dict[str, npt.NDArray[np.float64]] = {}
+    for kind, names in edges.items():
+        shape = (len(names), len(ops))
+        arrays = []
+        for entry in history:
+            value = entry.get(kind)
+            array = None
+            if isinstance(value, torch.Tensor):
+                array = value.detach().to("cpu", torch.float64).numpy()
+            elif value is not None:
+                array = np.asarray(value, dtype=np.float64)
+            if array is None or array.shape != shape:
+                raise ValueError(
+                    f"Each alpha-history entry needs a {shape} array for cell kind {kind!r} "
+                    f"({len(names)} edges, {len(ops)} ops), got "
+                    f"{None if array is None else array.shape}."
+                )
+            arrays.append(array)
+        series[kind] = np.stack(arrays)  # (epochs + 1, edges, ops)
+    panels = [(kind, e, name) for kind, names in edges.items() for e, name in enumerate(names)]
+    columns = min(len(panels), 7)
+    rows = math.ceil(len(panels) / columns)
+    fig = Figure(figsize=(1.45 * columns + 0.4, 1.4 * rows + 1.0), dpi=_DPI, facecolor="white")
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(rows, columns, left=0.06, right=0.99, bottom=0.16 / rows + 0.1,
+                            top=1 - 0.35 / (rows + 0.7), hspace=0.55, wspace=0.12)
+    low = min(float(s.min()) for s in series.values())
+    high = max(float(s.max()) for s in series.values())
+    margin = 0.05 * (high - low) or 0.01
+    epochs = np.arange(len(history))
+    axes = None
+    for index, (kind, e, name) in enumerate(panels):
+        ax = fig.add_subplot(grid[index // columns, index % columns], sharey=axes)
+        axes = axes or ax
+        for k, op in enumerate(ops):
+            ax.plot(epochs, series[kind][:, e, k], color=_op_colour(op), lw=1.3,
+                    linestyle="--" if op == "none" else "-", label=op)
+        ax.set_title(f"{kind} {name}", fontsize=7, color=_INK, pad=2)
+        ax.set_ylim(low - margin, high + margin)
+        ax.tick_params(labelsize=6, length=2, pad=1)
+        if index % columns:
+            ax.tick_params(labelleft=False)
+        if len(history) > 1:
+            ax.set_xlim(0, len(history) - 1)
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(ops), 8), fontsize=7,
+               frameon=False)
+    fig.suptitle("op weights (softmax of alphas) by epoch", x=0.01, ha="left", fontsize=10,
+                 weight="bold", color=_INK)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, facecolor="white", metadata={"Software": None})
+    picture = buffer.getvalue()
+    if path is not None:
+        with open(path, "wb") as file:
+            file.write(picture)
+    return picture
+
+
+def log_alpha_history(
+    trial: optuna.Trial,
+    history: Sequence[Mapping[str, torch.Tensor | npt.NDArray[np.floating[Any]]]],
+    edges: Mapping[str, Sequence[str]],
+    ops: Sequence[str],
+    *,
+    artifact_store: ArtifactStore,
+) -> str:
+    """Upload :func:`draw_alpha_history`'s picture as an ``image/png`` artifact of a trial.
+
+    Paper: Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019,
+    https://arxiv.org/abs/1806.09055.
+
+    Args:
+        trial: The running trial.
+        history: Per epoch, per cell kind, an ``(edges, ops)`` array of op weights.
+        edges: The edge names of each cell kind, in row order.
+        ops: The op names, in column order.
+        artifact_store: The artifact store to upload the picture to.
+
+    Returns:
+        The artifact id of the picture.
+    """
+    picture = draw_alpha_history(history, edges, ops)
+    return _upload_png(trial, picture, f"alphas-trial-{trial.number}.png", artifact_store)
+
+
+def _upload_png(
+    trial: optuna.Trial, picture: bytes, filename: str, artifact_store: ArtifactStore
+) -> str:
+    # Optuna uploads from a file; the file's name is the one the dashboard shows.
     with tempfile.TemporaryDirectory(prefix="optuna-nas-") as directory:
-        file_path = os.path.join(directory, f"architecture-trial-{trial.number}.png")
+        file_path = os.path.join(directory, filename)
         with open(file_path, "wb") as file:
             file.write(picture)
         return optuna.artifacts.upload_artifact(

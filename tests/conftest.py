@@ -24,6 +24,7 @@ from optuna_nas.spaces import (
     Architecture,
     Choice,
     DartsCells,
+    DartsRecurrentSpace,
     Decision,
     NasBench201Space,
     NasNetCells,
@@ -129,6 +130,10 @@ SPACE_FACTORIES: dict[str, Callable[[], SearchSpace]] = {
     ),
     "nasrl-recurrent": NasRLRecurrentSpace,
     "nasrl-recurrent-base2": lambda: NasRLRecurrentSpace(base=2),
+    "darts-recurrent": DartsRecurrentSpace,
+    "darts-recurrent-steps3-two-ops": lambda: DartsRecurrentSpace(
+        steps=3, ops=("relu", "identity")
+    ),
 }
 
 

@@ -233,30 +233,27 @@ class Dashboard:
     logged: LoggedStudy
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    directory = tmp_path_factory.mktemp("dashboard")
-    logged = _logged_study(directory, NasBench201Space(), n_trials=1)
+@contextlib.contextmanager
+def serve_dashboard(storage_url: str, artifact_dir: Path, log_path: Path) -> Iterator[str]:
+    """optuna-dashboard's public entry point, in its own process, with a file-system
+    artifact store; yields its URL once it answers."""
     port = _free_port()
-    # optuna-dashboard's public entry point, in its own process, with the artifact store.
     script = textwrap.dedent(
         f"""
         import optuna, optuna_dashboard
-        store = optuna.artifacts.FileSystemArtifactStore({str(logged.artifact_dir)!r})
-        optuna_dashboard.run_server({logged.storage_url!r}, host="127.0.0.1", port={port},
+        store = optuna.artifacts.FileSystemArtifactStore({str(artifact_dir)!r})
+        optuna_dashboard.run_server({storage_url!r}, host="127.0.0.1", port={port},
                                     artifact_store=store)
         """
     )
-    log = (directory / "dashboard.log").open("wb")
+    log = log_path.open("wb")
     server = subprocess.Popen([sys.executable, "-c", script], stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 40
         while True:
             if server.poll() is not None:
-                pytest.fail(
-                    f"optuna-dashboard exited: {(directory / 'dashboard.log').read_text()}"
-                )
+                pytest.fail(f"optuna-dashboard exited: {log_path.read_text()}")
             try:
                 if _get(url + "/api/meta", timeout=2)[0] == 200:
                     break
@@ -265,7 +262,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             if time.monotonic() > deadline:
                 pytest.fail("optuna-dashboard did not answer within 40 s")
             time.sleep(0.2)
-        yield Dashboard(url, logged)
+        yield url
     finally:
         server.terminate()
         try:
@@ -274,6 +271,16 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             server.kill()
             server.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    directory = tmp_path_factory.mktemp("dashboard")
+    logged = _logged_study(directory, NasBench201Space(), n_trials=1)
+    with serve_dashboard(
+        logged.storage_url, logged.artifact_dir, directory / "dashboard.log"
+    ) as url:
+        yield Dashboard(url, logged)
 
 
 def _artifact_path(dashboard: Dashboard) -> str:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
 from optuna_nas.spaces._darts import DartsCells, NasNetCells
+from optuna_nas.spaces._darts_recurrent import (
+    DartsRecurrentSpace,
+    list_published_recurrent_cells,
+    published_recurrent_cell,
+)
 from optuna_nas.spaces._nasbench201 import NasBench201Space
 from optuna_nas.spaces._nasrl_macro import DepthSchedule, NasRLMacroSpace, nasrl_depth_schedule
 from optuna_nas.spaces._nasrl_recurrent import NasRLRecurrentSpace
@@ -13,6 +18,7 @@ __all__ = [
     "Architecture",
     "Choice",
     "DartsCells",
+    "DartsRecurrentSpace",
     "Decision",
     "DepthSchedule",
     "NasBench201Space",
@@ -21,6 +27,8 @@ __all__ = [
     "NasRLRecurrentSpace",
     "SearchSpace",
     "list_published_cells",
+    "list_published_recurrent_cells",
     "nasrl_depth_schedule",
     "published_cell",
+    "published_recurrent_cell",
 ]

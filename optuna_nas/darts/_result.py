@@ -1,0 +1,54 @@
+"""The outcome of a DARTS search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from optuna_nas.spaces._base import Architecture, SearchSpace
+
+__all__ = ["DartsResult"]
+
+
+@dataclass(frozen=True)
+class DartsResult:
+    """What a DARTS search found.
+
+    Args:
+        architecture: The derived architecture, of the searched space.
+        space: The searched space.
+        valid_accuracy: The weighted supernet's accuracy on ``data.valid`` after the last
+            epoch (what DARTS reports and the trial was reported).
+        derived_accuracy: The derived architecture's accuracy on ``data.valid`` with the
+            supernet's shared weights (before any retraining).
+        accuracy_history: ``valid_accuracy`` after each epoch.
+        alpha_history: The op weights (softmax of the alphas) per cell kind, an
+            ``(edges, ops)`` tensor: entry 0 at initialisation, entry ``e`` after epoch
+            ``e``.
+        alphas: The final alphas (logits); ``derive(space, alphas)`` gives
+            ``architecture``.
+        edges: The edge names of each cell kind, in the alphas' row order.
+        ops: The op names, in the alphas' column order.
+        order: ``"first"`` or ``"second"``.
+        epochs: Epochs run.
+        seconds: Wall-clock time of the search.
+    """
+
+    architecture: Architecture
+    space: SearchSpace
+    valid_accuracy: float
+    derived_accuracy: float
+    accuracy_history: list[float]
+    alpha_history: list[dict[str, torch.Tensor]]
+    alphas: dict[str, torch.Tensor]
+    edges: dict[str, list[str]]
+    ops: tuple[str, ...]
+    order: str
+    epochs: int
+    seconds: float
+
+    @property
+    def genotype(self) -> str:
+        """The derived architecture's string (DARTS' genotype form for cell spaces)."""
+        return str(self.architecture)
