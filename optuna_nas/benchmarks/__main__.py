@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from optuna_nas.benchmarks import _asha, _overhead, _supernet
+from optuna_nas.benchmarks import _asha, _darts, _overhead, _supernet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
 from optuna_nas.benchmarks._samplers import check_sampler_names
 from optuna_nas.errors import NasError
@@ -405,6 +405,116 @@ def _run_supernet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_darts(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "darts",
+        help="time and peak memory of a DARTS search iteration vs xautodl's DARTS-V1",
+        description=(
+            "Time one first-order DARTS search iteration (an architecture step on a "
+            "validation batch, then a weight step on a training batch) of this package's "
+            "DartsSearch and of xautodl's DARTS-V1 supernet (the peer; install it with "
+            f"'{_supernet.PEER_INSTALL}') on the NAS-Bench-201 space, with identical "
+            "optimizers and batches; each side in its own fresh process. Print each side's "
+            "ms per iteration (and per step), peak memory over the process's baseline and "
+            "parameter count, and the ratios ours/peer."
+        ),
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)"
+    )
+    parser.add_argument(
+        "--steps", type=_positive_int, default=2, help="timed iterations per run (default: 2)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=1,
+        help="untimed iterations before them (default: 1)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=1,
+        help="runs of each side, the order rotated per round (default: 1)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=64, help="images per batch (default: 64)"
+    )
+    parser.add_argument(
+        "--channels", type=_positive_int, default=16, help="first-stage channels (default: 16)"
+    )
+    parser.add_argument(
+        "--cells-per-stage", type=_positive_int, default=5, help="cells per stage (default: 5)"
+    )
+    parser.add_argument(
+        "--image-size", type=_positive_int, default=32, help="image height and width (default: 32)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch.set_num_threads(N) in every process (default: torch's own default)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the batches and weights (default: 0)"
+    )
+    parser.add_argument(
+        "--skip-peer",
+        action="store_true",
+        help="leave xautodl out (its figures and ratios are then null)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures and every run here"
+    )
+    parser.set_defaults(handler=_run_darts)
+
+
+def _run_darts(args: argparse.Namespace) -> int:
+    if args.json is not None and not args.json.parent.is_dir():  # Fail before the runs.
+        raise _CommandError(
+            f"cannot write {str(args.json)!r}: its folder does not exist; create it first."
+        )
+    if not args.skip_peer and not _darts.peer_available():
+        raise _darts.PeerMissingError()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise _CommandError("--device cuda, but torch sees no CUDA device.")
+    config = _darts.darts_config(
+        device=args.device,
+        steps=args.steps,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        channels=args.channels,
+        cells_per_stage=args.cells_per_stage,
+        image_size=args.image_size,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    print(
+        f"DARTS (first order) on NAS-Bench-201, {config.channels} channels, "
+        f"{config.cells_per_stage} cells per stage, batch {config.batch_size} of "
+        f"{config.image_size}x{config.image_size}, {config.device}; {config.steps} timed "
+        f"iterations after {config.warmup} warm-up, {args.rounds} round(s), one process per "
+        "side and round",
+        flush=True,
+    )
+    result = _darts.run_darts_benchmark(
+        config,
+        rounds=args.rounds,
+        peer=not args.skip_peer,
+        progress=lambda run: print(run.line(), flush=True),
+    )
+    for line in result.lines():
+        print(line, flush=True)
+    if args.json is not None:
+        try:
+            args.json.write_text(
+                json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8"
+            )
+        except OSError as error:
+            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per benchmark."""
     parser = argparse.ArgumentParser(
@@ -416,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overhead(subparsers)
     _add_asha(subparsers)
     _add_supernet(subparsers)
+    _add_darts(subparsers)
     return parser
 
 
