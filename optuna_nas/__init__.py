@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from optuna_nas import darts, dashboard, nn, pipeline, samplers, spaces, supernet, text
+from optuna_nas import (
+    autodeeplab,
+    darts,
+    dashboard,
+    nn,
+    pipeline,
+    samplers,
+    spaces,
+    supernet,
+    text,
+)
 from optuna_nas.asha import random_search_asha
 from optuna_nas.data import ImageData, load_cifar10, load_digits, load_image_folder
 from optuna_nas.errors import (
@@ -32,6 +42,7 @@ __all__ = [
     "WeightSharingObjective",
     "ImageData",
     "TableError",
+    "autodeeplab",
     "count_flops",
     "count_parameters",
     "dashboard",
