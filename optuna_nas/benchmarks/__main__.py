@@ -303,23 +303,38 @@ def _add_supernet(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)"
     )
+    _add_peer_benchmark_options(
+        parser, unit="step", steps=10, warmup=2, rounds=2, batch="images per step",
+        seed="seed of the architectures and batch",
+    )
+    parser.set_defaults(handler=_run_supernet)
+
+
+def _add_peer_benchmark_options(
+    parser: argparse.ArgumentParser,
+    *,
+    unit: str,
+    steps: int,
+    warmup: int,
+    rounds: int,
+    batch: str,
+    seed: str,
+) -> None:
+    # The options the supernet and darts benchmarks share (ours against xautodl).
     parser.add_argument(
-        "--steps", type=_positive_int, default=10, help="timed steps per run (default: 10)"
+        "--steps", type=_positive_int, default=steps,
+        help=f"timed {unit}s per run (default: {steps})",
     )
     parser.add_argument(
-        "--warmup",
-        type=_non_negative_int,
-        default=2,
-        help="untimed steps before them (default: 2)",
+        "--warmup", type=_non_negative_int, default=warmup,
+        help=f"untimed {unit}s before them (default: {warmup})",
     )
     parser.add_argument(
-        "--rounds",
-        type=_positive_int,
-        default=2,
-        help="runs of each side, the order rotated per round (default: 2)",
+        "--rounds", type=_positive_int, default=rounds,
+        help=f"runs of each side, the order rotated per round (default: {rounds})",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="images per step (default: 64)"
+        "--batch-size", type=_positive_int, default=64, help=f"{batch} (default: 64)"
     )
     parser.add_argument(
         "--channels", type=_positive_int, default=16, help="first-stage channels (default: 16)"
@@ -331,23 +346,17 @@ def _add_supernet(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         "--image-size", type=_positive_int, default=32, help="image height and width (default: 32)"
     )
     parser.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
+        "--threads", type=_positive_int, default=None,
         help="torch.set_num_threads(N) in every process (default: torch's own default)",
     )
+    parser.add_argument("--seed", type=int, default=0, help=f"{seed} (default: 0)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the architectures and batch (default: 0)"
-    )
-    parser.add_argument(
-        "--skip-peer",
-        action="store_true",
+        "--skip-peer", action="store_true",
         help="leave xautodl out (its figures and ratios are then null)",
     )
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the figures and every run here"
     )
-    parser.set_defaults(handler=_run_supernet)
 
 
 def _non_negative_int(text: str) -> int:
@@ -422,49 +431,9 @@ def _add_darts(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default="cpu", help="where to train (default: cpu)"
     )
-    parser.add_argument(
-        "--steps", type=_positive_int, default=2, help="timed iterations per run (default: 2)"
-    )
-    parser.add_argument(
-        "--warmup",
-        type=_non_negative_int,
-        default=1,
-        help="untimed iterations before them (default: 1)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=_positive_int,
-        default=1,
-        help="runs of each side, the order rotated per round (default: 1)",
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive_int, default=64, help="images per batch (default: 64)"
-    )
-    parser.add_argument(
-        "--channels", type=_positive_int, default=16, help="first-stage channels (default: 16)"
-    )
-    parser.add_argument(
-        "--cells-per-stage", type=_positive_int, default=5, help="cells per stage (default: 5)"
-    )
-    parser.add_argument(
-        "--image-size", type=_positive_int, default=32, help="image height and width (default: 32)"
-    )
-    parser.add_argument(
-        "--threads",
-        type=_positive_int,
-        default=None,
-        help="torch.set_num_threads(N) in every process (default: torch's own default)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the batches and weights (default: 0)"
-    )
-    parser.add_argument(
-        "--skip-peer",
-        action="store_true",
-        help="leave xautodl out (its figures and ratios are then null)",
-    )
-    parser.add_argument(
-        "--json", type=Path, default=None, help="also write the figures and every run here"
+    _add_peer_benchmark_options(
+        parser, unit="iteration", steps=2, warmup=1, rounds=1, batch="images per batch",
+        seed="seed of the batches and weights",
     )
     parser.set_defaults(handler=_run_darts)
 
