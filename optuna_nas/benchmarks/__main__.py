@@ -13,6 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -369,26 +370,24 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _run_supernet(args: argparse.Namespace) -> int:
+def _peer_benchmark_options(args: argparse.Namespace, module: Any) -> dict[str, Any]:
+    # The checks and step options the supernet and darts benchmarks share; ``module`` is
+    # the benchmark's module (its peer_available and PeerMissingError).
     if args.json is not None and not args.json.parent.is_dir():  # Fail before the runs.
         raise _CommandError(
             f"cannot write {str(args.json)!r}: its folder does not exist; create it first."
         )
-    if not args.skip_peer and not _supernet.peer_available():
-        raise _supernet.PeerMissingError()
+    if not args.skip_peer and not module.peer_available():
+        raise module.PeerMissingError()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise _CommandError("--device cuda, but torch sees no CUDA device.")
-    config = _supernet.StepConfig(
-        device=args.device,
-        steps=args.steps,
-        warmup=args.warmup,
-        batch_size=args.batch_size,
-        channels=args.channels,
-        cells_per_stage=args.cells_per_stage,
-        image_size=args.image_size,
-        threads=args.threads,
-        seed=args.seed,
-    )
+    names = ("device", "steps", "warmup", "batch_size", "channels", "cells_per_stage",
+             "image_size", "threads", "seed")
+    return {name: getattr(args, name) for name in names}
+
+
+def _run_supernet(args: argparse.Namespace) -> int:
+    config = _supernet.StepConfig(**_peer_benchmark_options(args, _supernet))
     print(
         f"NAS-Bench-201, {config.channels} channels, {config.cells_per_stage} cells per "
         f"stage, batch {config.batch_size} of {config.image_size}x{config.image_size}, "
@@ -439,25 +438,7 @@ def _add_darts(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _run_darts(args: argparse.Namespace) -> int:
-    if args.json is not None and not args.json.parent.is_dir():  # Fail before the runs.
-        raise _CommandError(
-            f"cannot write {str(args.json)!r}: its folder does not exist; create it first."
-        )
-    if not args.skip_peer and not _darts.peer_available():
-        raise _darts.PeerMissingError()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise _CommandError("--device cuda, but torch sees no CUDA device.")
-    config = _darts.darts_config(
-        device=args.device,
-        steps=args.steps,
-        warmup=args.warmup,
-        batch_size=args.batch_size,
-        channels=args.channels,
-        cells_per_stage=args.cells_per_stage,
-        image_size=args.image_size,
-        threads=args.threads,
-        seed=args.seed,
-    )
+    config = _darts.darts_config(**_peer_benchmark_options(args, _darts))
     print(
         f"DARTS (first order) on NAS-Bench-201, {config.channels} channels, "
         f"{config.cells_per_stage} cells per stage, batch {config.batch_size} of "
