@@ -15,7 +15,8 @@ running trial, so that optuna-dashboard shows it on the trial's page::
     # optuna-dashboard sqlite:///db.sqlite3 --artifact-dir artifacts
 
 :func:`draw_alpha_history` and :func:`log_alpha_history` do the same for DARTS' op weights
-over the epochs of a search.
+over the epochs of a search. :func:`make_dashboard_server` serves optuna-dashboard for a
+storage, on localhost unless told otherwise (``optuna-nas dashboard``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import io
 import math
 import os
 import tempfile
+import wsgiref.simple_server
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ __all__ = [
     "draw_architecture",
     "log_alpha_history",
     "log_architecture",
+    "make_dashboard_server",
 ]
 
 _DPI = 100
@@ -702,3 +705,42 @@ def _draw_table(fig: Figure, space: SearchSpace, arch: Architecture) -> None:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    # The dashboard polls every few seconds; a line per request would bury the workers'.
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+def make_dashboard_server(
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    artifact_dir: str | os.PathLike[str] | None = None,
+) -> wsgiref.simple_server.WSGIServer:
+    """An optuna-dashboard server for a storage, bound but not yet serving.
+
+    Call ``serve_forever()`` on it (in a thread, to keep going), and ``shutdown()`` to stop.
+    It binds to localhost by default: the dashboard has no login, so anyone who reaches the
+    port can read and edit the studies. Bind to another address only behind an SSH tunnel or
+    an authenticating proxy.
+
+    Args:
+        storage: The storage or its URL.
+        host: The address to bind to.
+        port: The port; 0 picks a free one (read it from ``server.server_port``).
+        artifact_dir: The folder of a :class:`~optuna.artifacts.FileSystemArtifactStore`
+            whose pictures the trial pages show.
+
+    Returns:
+        The server.
+    """
+    import optuna_dashboard
+
+    store = None
+    if artifact_dir is not None:
+        store = optuna.artifacts.FileSystemArtifactStore(os.fspath(artifact_dir))
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    return wsgiref.simple_server.make_server(host, port, app, handler_class=_QuietHandler)

@@ -13,6 +13,7 @@ __all__ = [
     "NasError",
     "NonFiniteLossError",
     "TableError",
+    "WorkerError",
 ]
 
 
@@ -38,3 +39,7 @@ class NonFiniteLossError(NasError, RuntimeError):
     Pass ``catch=(NonFiniteLossError,)`` to :meth:`optuna.study.Study.optimize` so that a
     diverged trial is recorded as FAILED and the study goes on.
     """
+
+
+class WorkerError(NasError, ValueError):
+    """A worker's storage, study, objective, sampler, pruner or devices are given wrongly."""
