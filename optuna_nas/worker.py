@@ -86,6 +86,8 @@ PRUNERS = ("none", "median", "asha", "hyperband")
 
 _CONFIG_ENV = "OPTUNA_NAS_WORKER_CONFIG"
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+_STORAGE_ATTEMPTS = 5
+_STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 _OPEN = (TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -587,15 +589,27 @@ class _Counts:
     done: int = 0
     running: int = 0
     waiting: int = 0
+    best: FrozenTrial | None = None
 
 
 def _counts(study: optuna.Study) -> _Counts:
+    # One read of the study per trial: Optuna's storage cache serves the finished trials
+    # from memory, so the counts and the best trial cost a query for the unfinished ones.
     counts = _Counts()
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    single = len(study.directions) == 1
     for t in study._storage.get_all_trials(
         study._study_id, deepcopy=False, states=(*_DONE, *_OPEN)
     ):
         if t.state in _DONE:
             counts.done += 1
+            if single and t.state == TrialState.COMPLETE and t.values:
+                if (
+                    counts.best is None
+                    or (maximize and t.values[0] > counts.best.values[0])
+                    or (not maximize and t.values[0] < counts.best.values[0])
+                ):
+                    counts.best = t
         elif t.state == TrialState.RUNNING:
             counts.running += 1
         else:
@@ -681,7 +695,6 @@ def run_worker(
     failures_in_a_row = 0
     current: dict[str, Any] = {}
     target = "∞" if n_trials is None else str(n_trials)
-    multi = len(study.directions) > 1
     handed_device = current_device() if device is None else device
     if objective.takes_device and isinstance(handed_device, str):
         import torch
@@ -726,70 +739,86 @@ def run_worker(
                 stream.write("".join(traceback.format_exception(error)))
                 what = f"failed: {type(error).__name__}: {error}"
         counts = _counts(study)
+        current["counts"], current["state"] = counts, trial.state
         best = ""
-        if not multi and counts.done:
-            with contextlib.suppress(ValueError):
-                best_trial = study.best_trial
-                best = f", best {best_trial.value:.6g} (trial {best_trial.number})"
+        if counts.best is not None:
+            best = f", best {counts.best.values[0]:.6g} (trial {counts.best.number})"
         say(
             f"trial {trial.number}{note} {what} in {seconds:.1f} s | study: "
             f"{counts.done}/{target} finished{best}"
         )
 
     handlers = stopper.installed() if handle_signals else contextlib.nullcontext()
+    def step() -> str | None:
+        # One turn of the loop: wait, or run one trial. Returns why to stop, if it is time.
+        nonlocal failures_in_a_row
+        if n_trials is not None:
+            # The counts the last trial's progress line read, else a fresh read.
+            counts = current.get("counts") or _counts(study)
+            if counts.done >= n_trials:
+                return f"the study holds {counts.done} finished trials"
+            if counts.waiting == 0 and counts.done + counts.running >= n_trials:
+                # The last trials run elsewhere: wait, and retry any that goes stale.
+                current.clear()
+                _fail_stale_trials(study)
+                stopper.sleep(poll_interval)
+                return None
+        current.clear()
+        try:
+            study.optimize(wrapped, n_trials=1, catch=(Exception,), callbacks=[progress])
+        except _StopRequested:
+            report.interrupted += 1
+            number = _requeue(study, current["id"]) if "id" in current else None
+            if number is not None:
+                say(f"trial {number} interrupted; failed and queued again with its params")
+            return "asked to stop"
+        if current.get("id") is None:
+            return None
+        state = current.get("state") or study._storage.get_trial(current["id"]).state
+        if state == TrialState.COMPLETE:
+            report.complete += 1
+            failures_in_a_row = 0
+        elif state == TrialState.PRUNED:
+            report.pruned += 1
+            failures_in_a_row = 0
+        else:
+            report.failed += 1
+            failures_in_a_row += 1
+            if failures_in_a_row >= max_failures:
+                return (
+                    f"gave up after {failures_in_a_row} failed trials in a row; the "
+                    "objective looks broken: fix it (see the errors above) and start the "
+                    "worker again"
+                )
+        return None
+
+    storage_errors = 0
     with handlers:
-        while True:
+        while not report.reason:
             if stopper.requested:
                 report.reason = "asked to stop"
-                break
-            if parent_pid is not None and os.getppid() != parent_pid:
+            elif parent_pid is not None and os.getppid() != parent_pid:
                 report.reason = "its launcher has exited"
-                break
-            if timeout is not None and time.monotonic() - started >= timeout:
+            elif timeout is not None and time.monotonic() - started >= timeout:
                 report.reason = f"timeout of {timeout:g} s"
-                break
-            if n_trials is not None:
-                counts = _counts(study)
-                if counts.done >= n_trials:
-                    report.reason = f"the study holds {counts.done} finished trials"
-                    break
-                if counts.waiting == 0 and counts.done + counts.running >= n_trials:
-                    # The last trials run elsewhere: wait, and retry any that goes stale.
-                    _fail_stale_trials(study)
-                    stopper.sleep(poll_interval)
-                    continue
-            current.clear()
-            try:
-                study.optimize(
-                    wrapped, n_trials=1, catch=(Exception,), callbacks=[progress]
-                )
-            except _StopRequested:
-                report.interrupted += 1
-                number = _requeue(study, current["id"]) if "id" in current else None
-                if number is not None:
-                    say(f"trial {number} interrupted; failed and queued again with its params")
-                report.reason = "asked to stop"
-                break
-            trial_id = current.get("id")
-            if trial_id is None:
-                continue
-            state = study._storage.get_trial(trial_id).state
-            if state == TrialState.COMPLETE:
-                report.complete += 1
-                failures_in_a_row = 0
-            elif state == TrialState.PRUNED:
-                report.pruned += 1
-                failures_in_a_row = 0
             else:
-                report.failed += 1
-                failures_in_a_row += 1
-                if failures_in_a_row >= max_failures:
-                    report.reason = (
-                        f"gave up after {failures_in_a_row} failed trials in a row; the "
-                        "objective looks broken: fix it (see the errors above) and start "
-                        "the worker again"
-                    )
-                    break
+                try:
+                    report.reason = step() or ""
+                    storage_errors = 0
+                except _STORAGE_ERRORS as error:
+                    # A busy or restarting database: wait and go on. A trial it cut off
+                    # stays RUNNING until its heartbeat is stale, then is retried.
+                    storage_errors += 1
+                    if storage_errors > _STORAGE_ATTEMPTS:
+                        report.reason = (
+                            f"gave up: the storage failed {_STORAGE_ATTEMPTS} times in a row "
+                            f"({_first_line(error)})"
+                        )
+                        break
+                    pause = min(30.0, 2.0**storage_errors)
+                    say(f"storage error ({_first_line(error)}); trying again in {pause:g} s")
+                    current.clear()
+                    stopper.sleep(pause)
     return report
 
 

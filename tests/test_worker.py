@@ -279,6 +279,34 @@ def test_a_broken_objective_fails_trials_then_the_worker_gives_up(tmp_path: Path
 _ASK_WITH_HEARTBEAT = "ignore:Heartbeat of storage is supposed to be used with Study.optimize"
 
 
+def test_a_storage_error_pauses_the_worker_instead_of_killing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _sqlite_study(tmp_path)
+    real = study.optimize
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise optuna.exceptions.StorageInternalError("database is locked")
+        real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(study, "optimize", flaky)
+    monkeypatch.setattr(worker_module, "_STORAGE_ATTEMPTS", 1)
+    out = io.StringIO()
+    report = run_worker(study, lambda t: 1.0, n_trials=3, out=out, handle_signals=False)
+    assert report.complete == 3 and report.ok
+    assert "storage error (database is locked); trying again in 2 s" in out.getvalue()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise optuna.exceptions.StorageInternalError("server closed the connection")
+
+    monkeypatch.setattr(study, "optimize", broken)
+    report = run_worker(study, lambda t: 1.0, n_trials=5, out=out, handle_signals=False)
+    assert not report.ok and "the storage failed 1 times in a row" in report.reason
+
+
 @pytest.mark.filterwarnings(_ASK_WITH_HEARTBEAT)
 def test_a_stale_trial_is_retried_once_with_the_same_params(tmp_path: Path) -> None:
     study = _sqlite_study(tmp_path)
@@ -384,13 +412,16 @@ class _Lines:
         return "".join(self.lines)
 
 
-def _wait_for(condition: object, timeout: float, what: str) -> None:
+def _wait_for(condition: object, timeout: float, what: str, output: _Lines) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
             return
         time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(
+        f"timed out after {timeout:.0f} s waiting for {what}; the workers said:\n"
+        + "".join(output.lines)
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -422,7 +453,7 @@ def test_sigterm_stops_two_cpu_workers_and_leaves_no_trial_running(tmp_path: Pat
             running = study.get_trials(states=(TrialState.RUNNING,))
             return len(running) == 2 and all("pid" in t.user_attrs for t in running)
 
-        _wait_for(both_running, 120, "two running trials")
+        _wait_for(both_running, 120, "two running trials", output)
         # The study is visible in optuna-dashboard while the workers run.
         line = next(x for x in output.lines if "optuna-dashboard for" in x)
         assert "http://127.0.0.1:" in line and "sqlite" in line
@@ -487,7 +518,7 @@ def test_four_workers_lose_nothing_when_one_is_killed_mid_trial(
                     return True
             return False
 
-        _wait_for(kill_one_mid_trial, 180, "a trial in the middle of its run")
+        _wait_for(kill_one_mid_trial, 180, "a trial in the middle of its run", output)
         launcher.wait(timeout=240)
     finally:
         if launcher.poll() is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import optuna
 import torch
 
-from optuna_nas.benchmarks import _asha, _darts, _overhead, _supernet
+from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
 from optuna_nas.benchmarks._samplers import check_sampler_names
 from optuna_nas.errors import NasError
@@ -465,6 +466,90 @@ def _run_darts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive worker counts, e.g. 1,2,4,8; got {text!r}"
+        )
+    return counts
+
+
+def _add_load(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "load",
+        help="trials per second of many optuna-nas worker processes on one study",
+        description=(
+            "Start `optuna-nas worker --devices cpu,...` on a fresh study in the storage, "
+            "with a cheap NAS-Bench-201 objective and ControllerSampler, for each worker "
+            "count, and print trials per second, lost and duplicated trials (both must be "
+            "0) and the sampler's share of the workers' wall time. The study is deleted "
+            "afterwards. Keep a password off the command line with --storage-file or "
+            "OPTUNA_NAS_STORAGE."
+        ),
+    )
+    parser.add_argument("--storage", default=None, help="storage URL (PostgreSQL for load)")
+    parser.add_argument(
+        "--storage-file", default=None, help="a file whose first line is the storage URL"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=[8],
+        help="worker processes, or a comma-separated list of counts to run one after "
+        "the other (default: 8)",
+    )
+    parser.add_argument(
+        "--trials", type=_positive_int, default=500, help="trials per run (default: 500)"
+    )
+    parser.add_argument(
+        "--trial-seconds",
+        type=float,
+        default=0.1,
+        help="seconds each objective call holds its worker without using the CPU, as a "
+        "worker waits for its GPU (default: 0.1; 0 measures storage and sampler alone)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="worker i's seed is seed + i")
+    parser.add_argument("--log", type=Path, default=None, help="write the workers' output here")
+    parser.add_argument("--keep-study", action="store_true", help="keep the studies")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures")
+    parser.set_defaults(handler=_run_load)
+
+
+def _run_load(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from optuna_nas.worker import resolve_storage_url
+
+    if not (math.isfinite(args.trial_seconds) and args.trial_seconds >= 0):
+        raise _CommandError(f"--trial-seconds must be 0 or more, got {args.trial_seconds}")
+    url = resolve_storage_url(args.storage, args.storage_file)
+    print(_load.format_load_header(url), flush=True)
+    results = []
+    for workers in args.workers:
+        result = _load.run_load(
+            url,
+            workers=workers,
+            trials=args.trials,
+            trial_seconds=args.trial_seconds,
+            seed=args.seed,
+            keep_study=args.keep_study,
+            log=args.log,
+        )
+        print(_load.format_load_row(result), flush=True)
+        results.append(result)
+    if args.json is not None:
+        document = {"cpu_count": os.cpu_count(), "runs": [asdict(r) for r in results]}
+        try:
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+    return 0 if all(r.lost == 0 and r.duplicated == 0 for r in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per benchmark."""
     parser = argparse.ArgumentParser(
@@ -477,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_asha(subparsers)
     _add_supernet(subparsers)
     _add_darts(subparsers)
+    _add_load(subparsers)
     return parser
 
 

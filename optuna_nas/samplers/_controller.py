@@ -549,6 +549,17 @@ class ControllerSampler(BaseSampler):
                 self._scan_from = trial.number + 1
             else:
                 contiguous = False
+        # The default preset updates once it has new results: after every result while
+        # the history is short, every len/50 results later and every len/25 in a long
+        # study, so that the cost per trial stays flat. Results that arrive together
+        # (other workers' trials, read at this worker's next proposal) make one update,
+        # so that the cost per trial of W workers stays that of one, not W times it.
+        if self.advantage != "baseline" and self._pending:
+            count = len(self._samples)
+            every = max(self.batch_size, count // (25 if count >= _LONG_STUDY else 50))
+            if self._pending >= every:
+                self._update()
+                self._pending = 0
 
     def _learn_trial(self, study: Study, trial: FrozenTrial) -> None:
         if not any(k.startswith(self._space.prefix) for k in trial.params):
@@ -583,14 +594,8 @@ class ControllerSampler(BaseSampler):
             old = None
         self._samples.append(_Sample(trial.number, row, reward, old))
         self._pending += 1
-        # The default preset updates after every result while the history is short,
-        # every len/50 results later and every len/25 in a long study, so that the cost
-        # per trial stays flat.
-        count = len(self._samples)
-        every = self.batch_size if self.advantage == "baseline" else max(
-            self.batch_size, count // (25 if count >= _LONG_STUDY else 50)
-        )
-        if self._pending >= every:
+        if self.advantage == "baseline" and self._pending >= self.batch_size:
+            # REINFORCE with a moving baseline: one update per batch of results, in order.
             self._update()
             self._pending = 0
 
