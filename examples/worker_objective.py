@@ -22,6 +22,7 @@ Add ``--dashboard-port 8080`` to watch the study at http://127.0.0.1:8080/dashbo
 from __future__ import annotations
 
 import os
+import time
 
 import optuna
 import torch
@@ -59,4 +60,11 @@ def objective(trial: optuna.Trial, device: torch.device) -> float:
     trial.set_user_attr("device", str(device))
     nas.seed_everything(trial.number)
     model = space.build(arch, channels=8, cells_per_stage=1, in_channels=1, num_classes=10)
-    return nas.train(model, _data, epochs=EPOCHS, lr=lr, trial=trial, device=device)
+    started = time.perf_counter()
+    try:
+        return nas.train(model, _data, epochs=EPOCHS, lr=lr, trial=trial, device=device)
+    finally:
+        # Wall time per epoch that ran (a pruned trial stops early), for the step-time table.
+        epochs_run = len(trial.storage.get_trial(trial._trial_id).intermediate_values)
+        if epochs_run:
+            trial.set_user_attr("seconds_per_epoch", (time.perf_counter() - started) / epochs_run)

@@ -382,6 +382,25 @@ def test_an_architecture_error_from_the_sampler_is_a_sentence(tmp_path: Path) ->
     assert issubclass(ArchitectureError, NasError)
 
 
+def test_the_example_objective_trains_in_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPTUNA_NAS_EXAMPLE_EPOCHS", "1")
+    objective = load_objective(f"{ROOT / 'examples' / 'worker_objective.py'}:objective")
+    assert objective.takes_device and objective.direction == "maximize"
+    rdb = open_storage(f"sqlite:///{tmp_path / 'example.db'}", heartbeat_interval=5)
+    study = optuna.create_study(
+        storage=rdb, direction="maximize", sampler=make_worker_sampler(objective, None, 0),
+        pruner=make_pruner(objective, None),
+    )
+    report = run_worker(study, objective, n_trials=2, device="cpu", handle_signals=False,
+                        out=io.StringIO())
+    assert report.complete == 2
+    for trial in study.trials:
+        assert trial.user_attrs["device"] == "cpu" and trial.user_attrs["seconds_per_epoch"] > 0
+        assert 0.0 <= trial.value <= 1.0  # type: ignore[operator]
+
+
 # ---- worker processes ---------------------------------------------------------------------
 def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
