@@ -448,7 +448,12 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    # An exited process that nobody has reaped yet (a container's PID 1 may not) is dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def test_sigterm_stops_two_cpu_workers_and_leaves_no_trial_running(tmp_path: Path) -> None:
@@ -570,3 +575,37 @@ def test_four_workers_lose_nothing_when_one_is_killed_mid_trial(
     # Every worker process the launcher started took part.
     assert len({t.user_attrs["pid"] for t in trials}) == 4
     assert "[cpu#" in text and "finished" in text
+
+
+def test_workers_stop_when_their_launcher_is_killed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {**os.environ, STORAGE_ENV: url, SECONDS_ENV: "0.5"}
+    launcher = _launch(
+        ["--study-name", "orphans", "--objective", f"{OBJECTIVES}:objective",
+         "--sampler", "random", "--devices", "cpu", "--direction", "maximize"],
+        env,
+    )
+    output = _Lines(launcher)
+    rdb = optuna.storages.RDBStorage(url)
+    try:
+
+        def a_trial_ran() -> bool:
+            try:
+                study = optuna.load_study(study_name="orphans", storage=rdb)
+            except KeyError:
+                return False
+            return bool(study.get_trials(states=(TrialState.COMPLETE,)))
+
+        _wait_for(a_trial_ran, 120, "a finished trial", output)
+        launcher.kill()  # the launcher only: its worker runs in a session of its own
+        launcher.wait()
+        study = optuna.load_study(study_name="orphans", storage=rdb)
+        pid = study.trials[0].user_attrs["pid"]
+        _wait_for(lambda: not _alive(pid), 30, "the orphaned worker to stop", output)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    trials = optuna.load_study(study_name="orphans", storage=rdb).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert "its launcher has exited" in output.text()
