@@ -21,6 +21,7 @@ from optuna_nas.errors import (
     NasError,
     NonFiniteLossError,
     TableError,
+    WorkerError,
 )
 from optuna_nas.samplers import ControllerSampler
 from optuna_nas.spaces import Architecture, Decision, SearchSpace
@@ -40,6 +41,7 @@ __all__ = [
     "SearchSpace",
     "Supernet",
     "WeightSharingObjective",
+    "WorkerError",
     "ImageData",
     "TableError",
     "autodeeplab",

@@ -218,6 +218,57 @@ def test_config_checks() -> None:
             WorkerConfig(**settings).check()  # type: ignore[arg-type]
 
 
+# ---- the command line ---------------------------------------------------------------------
+def test_the_command_line_says_what_is_wrong_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna_nas import cli
+
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    monkeypatch.delenv(STORAGE_FILE_ENV, raising=False)
+    base = ["worker", "--study-name", "s", "--objective", f"{OBJECTIVES}:objective"]
+    assert cli.main(base) == 2
+    assert "optuna-nas worker: No storage given" in capsys.readouterr().err
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    for extra, message in [
+        (["--devices", "tpu"], "Unknown device 'tpu'"),
+        (["--objective", "nowhere_xyz:objective"], "No module named 'nowhere_xyz'"),
+        (["--pruner", "sha"], "Unknown pruner 'sha'"),
+        (["--trials", "0"], "--trials must be at least 1"),
+    ]:
+        assert cli.main([*base, "--storage", url, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    # A new study needs a direction; the module's is used, and a conflicting one refused.
+    (tmp_path / "nodir.py").write_text("def objective(trial):\n    return 1.0\n")
+    args = ["worker", "--storage", url, "--study-name", "new", "--objective",
+            f"{tmp_path / 'nodir.py'}:objective", "--trials", "1"]
+    assert cli.main(args) == 2
+    assert "needs a direction" in capsys.readouterr().err
+    assert cli.main([*args, "--direction", "minimize"]) == 0
+    assert cli.main([*args, "--direction", "maximize"]) == 2
+    assert "is to minimize, not to maximize" in capsys.readouterr().err
+
+
+def test_the_dashboard_binds_to_localhost(tmp_path: Path) -> None:
+    from optuna_nas.dashboard import make_dashboard_server
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    optuna.create_study(study_name="shown", storage=url)
+    server = make_dashboard_server(url, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+        address = f"http://127.0.0.1:{server.server_port}/api/studies"
+        with urllib.request.urlopen(address, timeout=10) as response:
+            studies = json.load(response)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["shown"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---- one worker, in this process ----------------------------------------------------------
 def _sqlite_study(tmp_path: Path, name: str = "s") -> optuna.Study:
     rdb = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1,
