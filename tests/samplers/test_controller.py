@@ -466,7 +466,8 @@ def test_state_lives_in_the_study(tmp_path: Path) -> None:
     study_a.optimize(objective, n_trials=1)
 
     # A restarted worker rebuilds the controller from the history: one sample per finished
-    # trial, and, with A's seed, exactly A's policy (the same updates in the same order).
+    # trial, the same as A's. Its policy learns them in one update (results that arrive
+    # together make one update, so that W workers cost one's), so it is not A's bit for bit.
     restarted = ControllerSampler(space, seed=0)
     study_c = optuna.load_study(
         study_name="shared", storage=sqlite_storage(path), sampler=restarted
@@ -477,9 +478,10 @@ def test_state_lives_in_the_study(tmp_path: Path) -> None:
     a._learn(study_a)
     assert sample_numbers(restarted) == list(range(n_finished)) == sample_numbers(a)
     assert restarted._samples == a._samples
-    state_a, state_c = policy_state(a), policy_state(restarted)
-    for key in state_a:
-        torch.testing.assert_close(state_c[key], state_a[key])
+    assert restarted._updates == 1 and a._updates > 1
+    fresh = policy_state(ControllerSampler(space, seed=0))
+    state_c = policy_state(restarted)
+    assert any(not torch.equal(state_c[key], fresh[key]) for key in fresh)
     # ... and goes on proposing from it.
     study_c.optimize(objective, n_trials=1)
     assert study_c.trials[-1].system_attrs[PROPOSAL_KEY]["values"]
