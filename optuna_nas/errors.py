@@ -43,3 +43,18 @@ class NonFiniteLossError(NasError, RuntimeError):
 
 class WorkerError(NasError, ValueError):
     """A worker's storage, study, objective, sampler, pruner or devices are given wrongly."""
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message: at most about ``limit`` characters.
+
+    Input that is junk can be anything: an int of over 4,300 digits, whose ``repr`` raises
+    ``ValueError``, or a megabyte string, which would bury the message.
+    """
+    try:
+        text = repr(value)
+    except ValueError:  # An int too long for decimal conversion, maybe inside a container.
+        return f"<a {type(value).__name__} too large to print>"
+    if len(text) > limit:
+        text = f"{text[: limit - 3]}... ({len(text):,} characters)"
+    return text

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional
 
 from optuna_nas.autodeeplab._aspp import ASPP, scaled_rates
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.nn._ops import (
     FactorizedReduce,
     ReLUConvBN,
@@ -49,7 +49,7 @@ def check_path(path: Sequence[int], levels: int = 4) -> list[int]:
     for layer, level in enumerate(path):
         if type(level) is not int or not 0 <= level < levels:
             raise ArchitectureError(
-                f"Layer {layer} is at level {level!r}; levels are 0..{levels - 1} "
+                f"Layer {layer} is at level {_short_repr(level)}; levels are 0..{levels - 1} "
                 f"(downsampling rates {rates})."
             )
         previous = 0 if layer == 0 else path[layer - 1]
@@ -85,7 +85,7 @@ def check_cell(
     ):
         raise ArchitectureError(
             "A cell must be a list of (op name, input index) pairs, two per block, like "
-            f"[('sep_conv_3x3', 0), ('skip_connect', 1), ...]; got {cell!r}."
+            f"[('sep_conv_3x3', 0), ('skip_connect', 1), ...]; got {_short_repr(cell)}."
         )
     if not pairs or len(pairs) % 2 or (blocks is not None and len(pairs) != 2 * blocks):
         need = f"{2 * blocks}" if blocks is not None else "an even number of"
@@ -98,7 +98,8 @@ def check_cell(
         for op, index in block:
             if op not in ops:
                 raise ArchitectureError(
-                    f"Unknown op {op!r} in block {k} of the cell; the ops are {list(ops)}."
+                    f"Unknown op {_short_repr(op)} in block {k} of the cell; the ops are "
+                    f"{list(ops)}."
                 )
             if not 0 <= index < k + 2:
                 raise ArchitectureError(

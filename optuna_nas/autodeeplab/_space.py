@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna_nas.autodeeplab._network import AutoDeepLabNetwork, check_cell, check_path, level_rate
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.spaces._base import Architecture, Choice, Condition, Decision, SearchSpace
-from optuna_nas.spaces._darts import DartsCells
+from optuna_nas.spaces._darts import DartsCells, _expression_tree
 
 __all__ = ["AutoDeepLabSpace"]
 
@@ -161,12 +161,8 @@ class AutoDeepLabSpace(SearchSpace):
 
     def _parse_values(self, string: str) -> dict[str, Choice]:
         example = "AutoDeepLab(rates=[4, 8, 8, 16], cell=[('sep_conv_3x3', 0), ...])"
-        tree: ast.expr | None
-        try:
-            # Parsed only, never evaluated: the fields must be plain literals.
-            tree = ast.parse(string, mode="eval").body
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
-            tree = None
+        # Parsed only, never evaluated: the fields must be plain literals.
+        tree = _expression_tree(string)
         if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name)
                 and tree.func.id == "AutoDeepLab" and not tree.args):
             raise ArchitectureError(
@@ -177,13 +173,13 @@ class AutoDeepLabSpace(SearchSpace):
             if keyword.arg not in ("rates", "cell") or keyword.arg in fields:
                 raise ArchitectureError(
                     f"Auto-DeepLab strings have the fields rates and cell once each, like "
-                    f"{example!r}; got {keyword.arg!r}."
+                    f"{example!r}; got {_short_repr(keyword.arg)}."
                 )
             try:
                 fields[keyword.arg] = ast.literal_eval(keyword.value)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 raise ArchitectureError(
-                    f"Field {keyword.arg!r} is not a plain literal (a list of values)."
+                    f"Field {_short_repr(keyword.arg)} is not a plain literal (a list of values)."
                 ) from None
         for name in ("rates", "cell"):
             if name not in fields:
@@ -196,7 +192,7 @@ class AutoDeepLabSpace(SearchSpace):
         ):
             raise ArchitectureError(
                 f"rates must be a list of downsampling rates among {allowed}, one per layer; "
-                f"got {rates!r}."
+                f"got {_short_repr(rates)}."
             )
         return self._values([allowed.index(r) for r in rates], fields["cell"])
 

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from optuna_nas.benchmarks._samplers import make_sampler
-from optuna_nas.errors import ArchitectureError, TableError
+from optuna_nas.errors import ArchitectureError, TableError, _short_repr
 from optuna_nas.spaces import Architecture, NasBench201Space
 
 __all__ = [
@@ -146,13 +146,25 @@ class NasBench201Table:
             TableError: The file is missing or unreadable, or a column or row is malformed;
                 the message names the path and, for a row, its number.
         """
-        file = Path(path)
         expected = (
             "a NAS-Bench-201 CSV table with columns " + ", ".join(_COLUMNS) + " (see "
             "shared/benchmarks/nasbench201/README.md)"
         )
-        if not file.is_file():
-            what = "is a directory" if file.is_dir() else "does not exist"
+        if not isinstance(path, str | os.PathLike):
+            raise TableError(
+                f"The table path must be a str or a pathlib.Path, got {type(path).__name__} "
+                f"({_short_repr(path)}); give the path of {expected}."
+            )
+        try:
+            file = Path(path)
+            is_file, is_dir = file.is_file(), file.is_dir()
+        except (OSError, TypeError) as error:  # A name too long, a folder not searchable...
+            raise TableError(
+                f"Table file {str(path)[:200]!r} cannot be opened ({error}); give the path of "
+                f"{expected}."
+            ) from None
+        if not is_file:
+            what = "is a directory" if is_dir else "does not exist"
             raise TableError(f"Table file {str(file)!r} {what}; expected {expected}.")
         space = space if space is not None else NasBench201Space()
         rows: list[NasBench201Row] = []
@@ -160,17 +172,28 @@ class NasBench201Table:
             with file.open(newline="", encoding="utf-8-sig") as handle:
                 reader = csv.DictReader(handle)
                 header = reader.fieldnames
-                if not header:
+                if header is None:
                     raise TableError(f"Table file {str(file)!r} is empty; expected {expected}.")
+                if not header:  # csv reads a blank first line as a header of no columns.
+                    raise TableError(
+                        f"Table file {str(file)!r} starts with a blank line; its first line "
+                        f"must be the header of {expected}."
+                    )
                 missing = [c for c in _COLUMNS if c not in header]
                 if missing:
                     raise TableError(
                         f"Table file {str(file)!r} lacks column(s) {', '.join(missing)}; "
-                        f"expected columns: {', '.join(_COLUMNS)} (found: {', '.join(header)})."
+                        f"expected columns: {', '.join(_COLUMNS)} (found: "
+                        f"{_short_repr(', '.join(header), 300)})."
                     )
                 for number, record in enumerate(reader, start=1):
                     rows.append(_parse_row(record, number, reader.line_num, file, space))
-        except (OSError, UnicodeDecodeError, csv.Error) as error:
+        except UnicodeDecodeError as error:
+            raise TableError(
+                f"Cannot read table file {str(file)!r}: it is not UTF-8 text ({error}); "
+                f"expected {expected}, saved as UTF-8."
+            ) from error
+        except (OSError, csv.Error) as error:
             raise TableError(f"Cannot read table file {str(file)!r}: {error}.") from error
         return cls(rows, space=space, path=file)
 
@@ -212,6 +235,11 @@ class NasBench201Table:
             if key.space != self.space.name:
                 raise ArchitectureError(f"{key!r} is not a NAS-Bench-201 architecture.")
             return self._index.get(key.string)
+        if not isinstance(key, str):
+            raise ArchitectureError(
+                f"Look rows up by a NAS-Bench-201 architecture or its string, not by "
+                f"{type(key).__name__} ({_short_repr(key)})."
+            )
         row = self._index.get(key)
         if row is None:
             row = self._index.get(str(self.space.parse(key)))
@@ -262,7 +290,9 @@ def _parse_row(
     try:
         arch = space.parse(values[0])
     except ArchitectureError as error:
-        raise TableError(f"{where}: bad architecture {values[0]!r}: {error}") from error
+        raise TableError(
+            f"{where}: bad architecture {_short_repr(values[0], 200)}: {error}"
+        ) from error
     numbers: list[float] = []
     for column, text in zip(NUMERIC_COLUMNS, values[1:], strict=True):
         try:
@@ -270,10 +300,14 @@ def _parse_row(
         except ValueError:
             number_ = math.nan
         if not math.isfinite(number_):
-            raise TableError(f"{where}: column {column} is {text!r}, not a finite number.")
+            raise TableError(
+                f"{where}: column {column} is {_short_repr(text)}, not a finite number."
+            )
         numbers.append(number_)
     if numbers[1] <= 0:
-        raise TableError(f"{where}: search_cost_s is {values[2]!r}; costs must be positive.")
+        raise TableError(
+            f"{where}: search_cost_s is {_short_repr(values[2])}; costs must be positive."
+        )
     return NasBench201Row(arch, *numbers)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import torch
 
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 
 Choice = None | bool | int | float | str
 """A value a decision can take: the types Optuna's categorical distribution accepts."""
@@ -192,14 +192,23 @@ class SearchSpace(abc.ABC):
         """Validate decision values (keyed by decision name) into an architecture.
 
         Raises:
-            ArchitectureError: A value is missing, unknown or not one of its choices.
+            ArchitectureError: ``values`` is not a mapping, or a value is missing, unknown
+                or not one of its choices.
         """
+        if not isinstance(values, Mapping):
+            raise ArchitectureError(
+                f"{self.name}: expected a mapping of decision names to values, got "
+                f"{type(values).__name__}; e.g. {{{self.decisions[0].name!r}: "
+                f"{self.decisions[0].choices[0]!r}, ...}}."
+            )
         expected = {d.name for d in self.decisions}
-        unknown = sorted(set(values) - expected)
+        # Keys of any type may come in: sort by repr, since strings and ints don't compare.
+        unknown = sorted(set(values) - expected, key=_short_repr)
         if unknown:
             raise ArchitectureError(
-                f"{self.name}: unknown decision(s) {unknown}; this space's decisions are "
-                f"{self._names_hint()}. Was the study created with a different search space?"
+                f"{self.name}: unknown decision(s) {_short_repr(unknown, 200)}; this space's "
+                f"decisions are {self._names_hint()}. Was the study created with a different "
+                "search space?"
             )
         made: dict[str, Choice] = {}
         for decision in self.decisions:
@@ -218,8 +227,8 @@ class SearchSpace(abc.ABC):
             value = values[decision.name]
             if not _is_choice(value, decision.choices):
                 raise ArchitectureError(
-                    f"{self.name}: {value!r} is not a choice of decision {decision.name!r}; "
-                    f"choose one of {list(decision.choices)}."
+                    f"{self.name}: {_short_repr(value)} is not a choice of decision "
+                    f"{decision.name!r}; choose one of {list(decision.choices)}."
                 )
             made[decision.name] = value
         return self._make(made)
@@ -230,8 +239,14 @@ class SearchSpace(abc.ABC):
         Params without this space's prefix (ordinary hyperparameters) are ignored.
 
         Raises:
-            ArchitectureError: An architecture param is missing, unknown or invalid.
+            ArchitectureError: ``params`` is not a mapping, or an architecture param is
+                missing, unknown or invalid.
         """
+        if not isinstance(params, Mapping):
+            raise ArchitectureError(
+                f"{self.name}: expected a mapping of Optuna params (e.g. trial.params), got "
+                f"{type(params).__name__}."
+            )
         values = {
             key[len(self.prefix) :]: value
             for key, value in params.items()
@@ -284,8 +299,8 @@ class SearchSpace(abc.ABC):
     def _check_space(self, arch: Architecture) -> None:
         if not isinstance(arch, Architecture) or arch.space != self.name:
             raise ArchitectureError(
-                f"{arch!r} is not an architecture of the {self.name} space; build it with "
-                "this space's suggest(), parse() or from_params()."
+                f"{_short_repr(arch)} is not an architecture of the {self.name} space; build "
+                "it with this space's suggest(), parse() or from_params()."
             )
         # The name alone does not tell configurations apart (DartsCells(steps=2) and
         # DartsCells(steps=4) share it): the values must be a complete, valid set here.

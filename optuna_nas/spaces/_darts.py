@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import ast
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.nn._darts import CellNetwork, Genotype
 from optuna_nas.nn._ops import canonical_op_name, get_op_set
 from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
@@ -152,8 +153,8 @@ class DartsCells(SearchSpace):
             for op, _ in pairs:
                 if op not in self.ops:
                     raise ArchitectureError(
-                        f"Unknown op {op!r} in genotype field {cell!r}; this space's ops are "
-                        f"{list(self.ops)}."
+                        f"Unknown op {_short_repr(op)} in genotype field {cell!r}; this space's "
+                        f"ops are {list(self.ops)}."
                     )
             combines = fields.get(f"{cell}_combine")
             if combines is None or combines == []:
@@ -165,7 +166,7 @@ class DartsCells(SearchSpace):
             ):
                 raise ArchitectureError(
                     f"Genotype field {cell}_combine must list {self.steps} of {COMBINES}, "
-                    f"got {combines!r}."
+                    f"got {_short_repr(combines)}."
                 )
             if not self.combine and any(c != "add" for c in combines):
                 raise ArchitectureError(
@@ -202,11 +203,11 @@ class DartsCells(SearchSpace):
             ):
                 raise ArchitectureError(
                     f"Genotype field {cell}_concat must be a list of state indices, like "
-                    f"{expected!r}; got {concat!r}."
+                    f"{expected!r}; got {_short_repr(concat)}."
                 )
             if concat is not None and concat != expected:
                 raise ArchitectureError(
-                    f"Genotype field {cell}_concat is {concat!r}, but this space "
+                    f"Genotype field {cell}_concat is {_short_repr(concat)}, but this space "
                     f"(concat={self.concat!r}) concatenates {expected} for these blocks."
                 )
         return values
@@ -267,12 +268,8 @@ class NasNetCells(DartsCells):
 
 def _read_genotype(string: str) -> dict[str, Any]:
     example = "Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], ...)"
-    tree: ast.expr | None
-    try:
-        # Parsed only, never evaluated: field values must be plain literals (below).
-        tree = ast.parse(string, mode="eval").body
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        tree = None
+    # Parsed only, never evaluated: field values must be plain literals (below).
+    tree = _expression_tree(string)
     if not (
         isinstance(tree, ast.Call)
         and isinstance(tree.func, ast.Name)
@@ -294,22 +291,38 @@ def _read_genotype(string: str) -> dict[str, Any]:
             )
         if keyword.arg not in allowed:
             raise ArchitectureError(
-                f"Unknown genotype field {keyword.arg!r}; fields are {sorted(allowed)}."
+                f"Unknown genotype field {_short_repr(keyword.arg)}; fields are {sorted(allowed)}."
             )
         if keyword.arg in fields:
-            raise ArchitectureError(f"Genotype field {keyword.arg!r} is given twice.")
+            raise ArchitectureError(f"Genotype field {_short_repr(keyword.arg)} is given twice.")
         value = _range_literal(keyword.value)
         if value is None:
             try:
                 value = ast.literal_eval(keyword.value)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 raise ArchitectureError(
-                    f"Genotype field {keyword.arg!r} is not a plain literal (a list of values)."
+                    f"Genotype field {_short_repr(keyword.arg)} is not a plain literal (a list "
+                    "of values)."
                 ) from None
         if isinstance(value, tuple):
             value = list(value)
         fields[keyword.arg] = value
     return fields
+
+
+def _expression_tree(string: str) -> ast.expr | None:
+    """The syntax tree of ``string`` read as one Python expression; ``None`` if it is not one.
+
+    The string is parsed, never evaluated. The compiler's warnings about it (an invalid
+    escape such as ``'\\,'``) are silenced: the caller accepts or rejects the string by its
+    fields, and a parse must not print warnings about the user's input.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(string, mode="eval").body
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
 
 
 def _range_literal(node: ast.expr) -> list[int] | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.nn._darts_recurrent import (
     CELL_OPS,
     DartsRecurrentCell,
@@ -14,7 +14,7 @@ from optuna_nas.nn._darts_recurrent import (
     RecurrentLanguageModel,
 )
 from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
-from optuna_nas.spaces._darts import _range_literal
+from optuna_nas.spaces._darts import _expression_tree, _range_literal
 
 __all__ = [
     "DartsRecurrentSpace",
@@ -161,7 +161,7 @@ class DartsRecurrentSpace(SearchSpace):
                     "relaxation",
                 )
             if op not in self.ops:
-                raise self._malformed(string, f"node {i} has the unknown op {op!r}")
+                raise self._malformed(string, f"node {i} has the unknown op {_short_repr(op)}")
             if not 0 <= pred < i:
                 raise self._malformed(
                     string,
@@ -175,18 +175,14 @@ class DartsRecurrentSpace(SearchSpace):
         if concat is not None and concat != expected:
             raise self._malformed(
                 string,
-                f"concat is {concat!r}; this space averages every node, "
+                f"concat is {_short_repr(concat)}; this space averages every node, "
                 f"concat=range(1, {self.steps + 1})",
             )
         return values
 
     def _read_fields(self, string: str) -> dict[str, Any]:
-        tree: ast.expr | None
-        try:
-            # Parsed only, never evaluated: field values must be plain literals (below).
-            tree = ast.parse(string, mode="eval").body
-        except (SyntaxError, ValueError, MemoryError, RecursionError):
-            tree = None
+        # Parsed only, never evaluated: field values must be plain literals (below).
+        tree = _expression_tree(string)
         if not (
             isinstance(tree, ast.Call)
             and isinstance(tree.func, ast.Name)
@@ -200,17 +196,18 @@ class DartsRecurrentSpace(SearchSpace):
             name = str(keyword.arg)
             if name not in ("recurrent", "concat"):
                 raise self._malformed(
-                    string, f"unknown field {name!r}; the fields are 'recurrent' and 'concat'"
+                    string,
+                    f"unknown field {_short_repr(name)}; the fields are 'recurrent' and 'concat'",
                 )
             if name in fields:
-                raise self._malformed(string, f"the field {name!r} is given twice")
+                raise self._malformed(string, f"the field {_short_repr(name)} is given twice")
             value: Any = _range_literal(keyword.value)
             if value is None:
                 try:
                     value = ast.literal_eval(keyword.value)
                 except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                     raise self._malformed(
-                        string, f"the field {name!r} is not a plain literal"
+                        string, f"the field {_short_repr(name)} is not a plain literal"
                     ) from None
             fields[name] = list(value) if isinstance(value, tuple) else value
         return fields

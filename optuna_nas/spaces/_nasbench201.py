@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.nn._nasbench201 import EDGES, NasBench201Network
 from optuna_nas.nn._ops import OP_SETS
 from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
@@ -53,8 +53,8 @@ class NasBench201Space(SearchSpace):
         nodes = string.split("+")
         if len(nodes) != 3:
             raise ArchitectureError(
-                f"Malformed NAS-Bench-201 string {string!r}: expected 3 nodes joined by '+', "
-                f"like {example!r}."
+                f"Malformed NAS-Bench-201 string {_short_repr(string, 200)}: expected 3 nodes "
+                f"joined by '+', like {example!r}."
             )
         values: dict[str, Choice] = {}
         for to, node in enumerate(nodes, start=1):
@@ -62,20 +62,21 @@ class NasBench201Space(SearchSpace):
             edges = match.group(1).split("|") if match else []
             if len(edges) != to:
                 raise ArchitectureError(
-                    f"Malformed NAS-Bench-201 string {string!r}: node {to} should be "
-                    f"{to} edge(s) between bars, like '|op~0|', got {node!r}."
+                    f"Malformed NAS-Bench-201 string {_short_repr(string, 200)}: node {to} "
+                    f"should be {to} edge(s) between bars, like '|op~0|', got "
+                    f"{_short_repr(node)}."
                 )
             for frm, edge in enumerate(edges):
                 op, sep, source = edge.partition("~")
                 if sep != "~" or source != str(frm):
                     raise ArchitectureError(
-                        f"Malformed NAS-Bench-201 string {string!r}: edge {edge!r} of node "
-                        f"{to} should read 'op~{frm}'."
+                        f"Malformed NAS-Bench-201 string {_short_repr(string, 200)}: edge "
+                        f"{_short_repr(edge)} of node {to} should read 'op~{frm}'."
                     )
                 if op not in self.ops:
                     raise ArchitectureError(
-                        f"Unknown op {op!r} in NAS-Bench-201 string {string!r}; ops are "
-                        f"{list(self.ops)}."
+                        f"Unknown op {_short_repr(op)} in NAS-Bench-201 string "
+                        f"{_short_repr(string, 200)}; ops are {list(self.ops)}."
                     )
                 values[f"{to}<-{frm}"] = op
         return values

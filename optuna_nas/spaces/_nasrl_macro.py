@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.nn._nasrl_macro import MacroLayerSpec, NasRLMacroNetwork
 from optuna_nas.spaces._base import Architecture, Choice, Condition, Decision, SearchSpace
 
@@ -17,6 +17,7 @@ FILTER_SIZES: tuple[int, ...] = (1, 3, 5, 7)
 FILTER_COUNTS: tuple[int, ...] = (24, 36, 48, 64)
 STRIDES: tuple[int, ...] = (1, 2)
 
+_HUGE_NUMBER = re.compile(r"[0-9]{10,}")
 _LAYER = re.compile(r"([0-9]+)x([0-9]+)x([0-9]+)(?:/([0-9]+))?(?:<([0-9]+(?:,[0-9]+)*))?")
 
 
@@ -257,18 +258,27 @@ class NasRLMacroSpace(SearchSpace):
     def _malformed(self, string: str, problem: str) -> ArchitectureError:
         stride = "/S (the stride), " if self.strides else ""
         return ArchitectureError(
-            f"Malformed NAS-RL macro string {string!r}: {problem}. Write one token per layer "
-            f"joined by '|': HxWxF (filter height, width, count), {stride}then '<j,k' for the "
-            f"earlier layers it reads, e.g. {self._example()!r}."
+            f"Malformed NAS-RL macro string {_short_repr(string, 200)}: {problem}. Write one "
+            f"token per layer joined by '|': HxWxF (filter height, width, count), {stride}then "
+            f"'<j,k' for the earlier layers it reads, e.g. {self._example()!r}."
         )
 
     def _parse_values(self, string: str) -> dict[str, Choice]:
+        # int() refuses numbers of over 4,300 digits; no size, count, stride or layer index
+        # comes near nine, so a longer number is an error here already.
+        huge = _HUGE_NUMBER.search(string)
+        if huge is not None:
+            raise self._malformed(
+                string,
+                f"the number {huge.group()[:12]}... has {len(huge.group())} digits, too many "
+                "for a filter size, filter count, stride or layer index",
+            )
         tokens = string.split("|")
         matches = []
         for i, token in enumerate(tokens):
             match = _LAYER.fullmatch(token)
             if match is None:
-                raise self._malformed(string, f"layer {i} reads {token!r}")
+                raise self._malformed(string, f"layer {i} reads {_short_repr(token)}")
             matches.append(match)
         depth = len(tokens)
         if depth not in self.depth_choices:
@@ -294,7 +304,9 @@ class NasRLMacroSpace(SearchSpace):
             values[f"layer{i}/filters"] = int(filters)
             if self.strides:
                 if stride is None:
-                    raise self._malformed(string, f"layer {i} ({token!r}) has no stride")
+                    raise self._malformed(
+                        string, f"layer {i} ({_short_repr(token)}) has no stride"
+                    )
                 if int(stride) not in STRIDES:
                     raise self._malformed(
                         string, f"layer {i} has stride {stride}; choose one of {list(STRIDES)}"
@@ -303,8 +315,8 @@ class NasRLMacroSpace(SearchSpace):
             elif stride is not None:
                 raise self._malformed(
                     string,
-                    f"layer {i} ({token!r}) gives a stride, but this space searches none "
-                    "(make it with strides=True)",
+                    f"layer {i} ({_short_repr(token)}) gives a stride, but this space searches "
+                    "none (make it with strides=True)",
                 )
             read = [int(j) for j in inputs.split(",")] if inputs else []
             if any(j >= i for j in read):

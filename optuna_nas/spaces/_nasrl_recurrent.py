@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, _short_repr
 from optuna_nas.nn._nasrl_recurrent import (
     ACTIVATIONS,
     COMBINES,
@@ -110,7 +110,7 @@ class NasRLRecurrentSpace(SearchSpace):
     def _malformed(self, string: str, problem: str) -> ArchitectureError:
         tree = ",".join(["add:tanh"] * self.num_nodes)
         return ArchitectureError(
-            f"Malformed NAS-RL recurrent string {string!r}: {problem}. Write "
+            f"Malformed NAS-RL recurrent string {_short_repr(string, 200)}: {problem}. Write "
             "'tree=<combine>:<activation>,... (one per node);inject=<combine>:<activation>"
             f"@<node>;c_t=<node>' with combines {list(COMBINES)} and activations "
             f"{list(ACTIVATIONS)}, e.g. 'tree={tree};inject=add:relu@0;c_t=1'."
@@ -119,11 +119,17 @@ class NasRLRecurrentSpace(SearchSpace):
     def _pair(self, string: str, text: str, where: str) -> tuple[str, str]:
         combine, sep, activation = text.partition(":")
         if not sep:
-            raise self._malformed(string, f"{where} reads {text!r}, not combine:activation")
+            raise self._malformed(
+                string, f"{where} reads {_short_repr(text)}, not combine:activation"
+            )
         if combine not in COMBINES:
-            raise self._malformed(string, f"{where} has the unknown combine {combine!r}")
+            raise self._malformed(
+                string, f"{where} has the unknown combine {_short_repr(combine)}"
+            )
         if activation not in ACTIVATIONS:
-            raise self._malformed(string, f"{where} has the unknown activation {activation!r}")
+            raise self._malformed(
+                string, f"{where} has the unknown activation {_short_repr(activation)}"
+            )
         return combine, activation
 
     def _node(self, string: str, text: str, where: str) -> int:
@@ -139,6 +145,14 @@ class NasRLRecurrentSpace(SearchSpace):
         if match is None:
             raise self._malformed(string, "it does not have the three parts tree=, inject=, c_t=")
         tree, inject, inject_at, cell_from = match.groups()
+        for where, text in (("inject", inject_at), ("c_t", cell_from)):
+            # int() refuses numbers of over 4,300 digits; no node index comes near nine.
+            if len(text) > 9:
+                raise self._malformed(
+                    string,
+                    f"{where} is node {text[:12]}..., a number of {len(text)} digits; this "
+                    f"tree's nodes are 0 to {self.num_nodes - 1}",
+                )
         tokens = tree.split(",")
         if len(tokens) != self.num_nodes:
             raise self._malformed(
