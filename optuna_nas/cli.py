@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 
 from optuna_nas.errors import NasError, WorkerError
+from optuna_nas.worker import add_storage_options
 
 __all__ = ["main"]
 
@@ -64,24 +65,6 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_storage_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "storage",
-        "Where the study lives. A URL with a password given with --storage is visible to "
-        "every user of the machine (ps); prefer --storage-file or the OPTUNA_NAS_STORAGE "
-        "environment variable.",
-    )
-    group.add_argument(
-        "--storage", default=None, help="storage URL, e.g. postgresql://user@host/db"
-    )
-    group.add_argument(
-        "--storage-file",
-        default=None,
-        help="a file whose first line is the storage URL (chmod 600 it); "
-        "default: $OPTUNA_NAS_STORAGE_FILE, then $OPTUNA_NAS_STORAGE",
-    )
-
-
 def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
         "worker",
@@ -95,7 +78,7 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "SIGINT/SIGTERM stops the workers; each fails and re-queues its running trial."
         ),
     )
-    _add_storage_options(worker)
+    add_storage_options(worker)
     worker.add_argument("--study-name", required=True, help="the study to join or create")
     worker.add_argument(
         "--objective",
@@ -219,7 +202,7 @@ def _dashboard_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "(ssh -L 8080:localhost:8080 host) rather than --host 0.0.0.0."
         ),
     )
-    _add_storage_options(dashboard)
+    add_storage_options(dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind to")
     dashboard.add_argument("--port", type=int, default=8080, help="port (0: any free one)")
     dashboard.add_argument("--artifact-dir", default=None, help="artifact folder to show")

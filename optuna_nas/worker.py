@@ -23,6 +23,7 @@ A sampler or pruner named on the command line wins over the module's.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import importlib.util
@@ -60,6 +61,7 @@ __all__ = [
     "WorkerConfig",
     "WorkerObjective",
     "WorkerReport",
+    "add_storage_options",
     "current_device",
     "launch_workers",
     "load_objective",
@@ -145,6 +147,25 @@ def resolve_storage_url(
         "No storage given: pass --storage URL, or --storage-file FILE (a file holding the "
         f"URL), or set {STORAGE_ENV}. A URL with a password is best kept out of the "
         "command line."
+    )
+
+
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--storage`` and ``--storage-file`` to a command line (read them with
+    :func:`resolve_storage_url`)."""
+    group = parser.add_argument_group(
+        "storage",
+        "Where the study lives. A URL with a password given with --storage is visible to "
+        f"every user of the machine (ps); prefer --storage-file or {STORAGE_ENV}.",
+    )
+    group.add_argument(
+        "--storage", default=None, help="storage URL, e.g. postgresql://user@host/db"
+    )
+    group.add_argument(
+        "--storage-file",
+        default=None,
+        help=f"a file whose first line is the storage URL (chmod 600 it); default: "
+        f"${STORAGE_FILE_ENV}, then ${STORAGE_ENV}",
     )
 
 

@@ -23,6 +23,7 @@ from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
 from optuna_nas.benchmarks._samplers import check_sampler_names
 from optuna_nas.errors import NasError
+from optuna_nas.worker import add_storage_options
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -491,10 +492,7 @@ def _add_load(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "OPTUNA_NAS_STORAGE."
         ),
     )
-    parser.add_argument("--storage", default=None, help="storage URL (PostgreSQL for load)")
-    parser.add_argument(
-        "--storage-file", default=None, help="a file whose first line is the storage URL"
-    )
+    add_storage_options(parser)
     parser.add_argument(
         "--workers",
         type=_worker_counts,
