@@ -35,6 +35,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -558,6 +559,9 @@ class _Stopper:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # Python delivers signals to the main thread only: nothing to handle here.
+            return
         previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
@@ -697,7 +701,8 @@ def run_worker(
         timeout: Seconds after which no new trial starts.
         max_failures: Consecutive failed trials after which the worker gives up.
         poll_interval: Seconds between checks while waiting for other workers' trials.
-        handle_signals: Stop cleanly on SIGINT/SIGTERM (main thread only).
+        handle_signals: Stop cleanly on SIGINT/SIGTERM (in the main thread; elsewhere
+            nothing is installed).
         parent_pid: Stop when the launcher with this pid has gone.
         out: Where progress lines go; standard output by default.
 
