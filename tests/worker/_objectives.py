@@ -1,6 +1,6 @@
-"""Objectives that ``tests/test_worker.py`` runs in ``optuna-nas worker`` processes.
+"""Objectives that ``tests/worker/test_launch.py`` runs in ``optuna-nas worker`` processes.
 
-The module is named on the worker's command line (``tests._worker_objectives:objective``)
+The module is named on the worker's command line (``tests.worker._objectives:objective``)
 and defines, next to the objectives, the ``space``, ``sampler`` and ``direction`` that the
 worker picks up. Each trial records the pid of the process that ran it, so that a test can
 kill the worker in the middle of a trial, and the trial numbers its worker's controller had
