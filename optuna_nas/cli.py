@@ -147,6 +147,13 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="seconds the workers get to stop after SIGINT/SIGTERM before they are killed",
     )
     worker.add_argument(
+        "--max-restarts",
+        type=int,
+        default=3,
+        help="times a worker killed from outside (OOM killer, kill -9) is started again on "
+        "its device (default: 3)",
+    )
+    worker.add_argument(
         "--dashboard-port",
         type=int,
         default=None,
@@ -185,7 +192,11 @@ def _run_worker(args: argparse.Namespace) -> int:
         server = _start_dashboard(url, args.dashboard_host, args.dashboard_port, args.artifact_dir)
     try:
         return launch_workers(
-            config, args.devices, storage_url=url, stop_timeout=args.stop_timeout
+            config,
+            args.devices,
+            storage_url=url,
+            stop_timeout=args.stop_timeout,
+            max_restarts=args.max_restarts,
         )
     finally:
         if server is not None:

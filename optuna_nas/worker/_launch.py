@@ -127,6 +127,7 @@ def launch_workers(
     *,
     storage_url: str,
     stop_timeout: float = 20.0,
+    max_restarts: int = 3,
     out: TextIO | None = None,
 ) -> int:
     """Create or join the study, start one worker process per device, and wait for them.
@@ -141,6 +142,8 @@ def launch_workers(
         storage_url: The storage URL; handed to the workers in their environment, never
             on a command line.
         stop_timeout: Seconds the workers get to stop after a signal.
+        max_restarts: How many times a worker killed from outside (by a signal the
+            launcher did not send) is started again on its device.
         out: Where the launcher's lines go; standard output by default.
 
     Returns:
@@ -153,6 +156,8 @@ def launch_workers(
     """
     stream = out if out is not None else sys.stdout
     config.check()
+    if max_restarts < 0:
+        raise WorkerError(f"--max-restarts must be 0 or more, got {max_restarts}.")
     names = parse_devices(devices)
     objective = load_objective(config.objective)
     # Build the sampler and pruner once here, so that a bad name fails before any start.
@@ -171,22 +176,22 @@ def launch_workers(
         flush=True,
     )
     n_cpu = sum(d == "cpu" for d in names)
-    processes: list[subprocess.Popen[bytes]] = []
-    labels: list[str] = []
-    for index, device in enumerate(names):
-        label = f"cpu#{index}" if device == "cpu" else device
-        env = _child_env(device, index, n_cpu)
+    labels = [f"cpu#{i}" if d == "cpu" else d for i, d in enumerate(names)]
+
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        env = _child_env(names[index], index, n_cpu)
         env[STORAGE_ENV] = storage_url
         env[_CONFIG_ENV] = json.dumps(
-            {**asdict(config), "index": index, "label": label, "parent": os.getpid()}
+            {**asdict(config), "index": index, "label": labels[index], "parent": os.getpid()}
         )
         # Own session: a terminal's Ctrl-C reaches the launcher only, which passes one
         # SIGTERM on, instead of every process receiving it twice.
-        processes.append(
-            subprocess.Popen([sys.executable, "-m", "optuna_nas.worker"], env=env,
-                             start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "optuna_nas.worker"], env=env, start_new_session=True
         )
-        labels.append(label)
+
+    processes = [spawn(index) for index in range(len(names))]
+    restarts = [0] * len(names)
 
     received: list[int] = []
 
@@ -198,19 +203,36 @@ def launch_workers(
                     process.send_signal(signal.SIGTERM)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    reported: set[int] = set()
     try:
         deadline: float | None = None
-        while any(p.poll() is None for p in processes):
-            for index, (process, label) in enumerate(zip(processes, labels, strict=True)):
-                code = process.poll()
-                if code is not None and code < 0 and index not in reported and not received:
-                    reported.add(index)
-                    print(
-                        f"[{label}] was killed by {signal.Signals(-code).name}; the other "
-                        "workers retry its trial once its heartbeat is stale.",
-                        file=stream, flush=True,
-                    )
+        while True:
+            # One look at every process per turn, so that a worker dying in between is
+            # either restarted now or seen next turn, never missed.
+            codes = [p.poll() for p in processes]
+            for index, code in enumerate(codes):
+                if code is None or code >= 0 or received or restarts[index] > max_restarts:
+                    continue
+                # Killed from outside (the OOM killer, a user's kill -9): its trial is
+                # retried once stale, and its device gets a fresh worker.
+                again = restarts[index] < max_restarts
+                print(
+                    f"[{labels[index]}] was killed by {signal.Signals(-code).name}; its trial "
+                    "is retried once its heartbeat is stale. "
+                    + (
+                        f"Restarting it ({restarts[index] + 1} of {max_restarts})."
+                        if again
+                        else f"Not restarted: it was restarted {max_restarts} times already."
+                    ),
+                    file=stream, flush=True,
+                )
+                if again:
+                    restarts[index] += 1
+                    processes[index] = spawn(index)
+                    codes[index] = None
+                else:
+                    restarts[index] = max_restarts + 1  # reported; skipped from now on
+            if all(code is not None for code in codes):
+                break
             if received and deadline is None:
                 print(
                     f"Stopping {sum(p.poll() is None for p in processes)} worker(s): each "
@@ -236,6 +258,7 @@ def launch_workers(
             signal.signal(s, handler)
     if received:
         return 128 + received[0]
+    # A worker killed and restarted counts by its last process.
     codes = [p.returncode for p in processes]
     return 0 if all(code == 0 for code in codes) else 1
 

@@ -272,8 +272,9 @@ def test_four_workers_lose_nothing_when_one_is_killed_mid_trial(
     for trial in done:
         learned = trial.user_attrs["learned"]
         assert len(learned) == len(set(learned)) and victim.number not in learned
-    # Every worker process the launcher started took part.
-    assert len({t.user_attrs["pid"] for t in trials}) == 4
+    # Every worker process the launcher started took part; the killed one was restarted.
+    assert "was killed by SIGKILL" in text and "Restarting it (1 of 3)." in text
+    assert len({t.user_attrs["pid"] for t in trials}) >= 4
     assert "[cpu#" in text and "finished" in text
 
 
@@ -309,3 +310,44 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path: Path) -> None:
     trials = optuna.load_study(study_name="orphans", storage=rdb).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert "its launcher has exited" in output.text()
+
+
+def test_a_killed_worker_is_restarted_up_to_max_restarts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    env = {**os.environ, STORAGE_ENV: url, SECONDS_ENV: "0.5"}
+    launcher = _launch(
+        ["--study-name", "restarts", "--objective", f"{OBJECTIVES}:objective",
+         "--sampler", "random", "--devices", "cpu", "--direction", "maximize",
+         "--max-restarts", "1", "--heartbeat-interval", "1", "--grace-period", "3"],
+        env,
+    )
+    output = _Lines(launcher)
+    rdb = optuna.storages.RDBStorage(url)
+    killed: list[int] = []
+    try:
+
+        def kill_a_new_worker() -> bool:
+            try:
+                study = optuna.load_study(study_name="restarts", storage=rdb)
+            except KeyError:
+                return False
+            for trial in study.get_trials(states=(TrialState.RUNNING,)):
+                pid = trial.user_attrs.get("pid")
+                if pid is not None and pid not in killed:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return True
+            return False
+
+        _wait_for(kill_a_new_worker, 120, "the first worker's trial", output)
+        _wait_for(kill_a_new_worker, 120, "the restarted worker's trial", output)
+        launcher.wait(timeout=60)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait()
+    text = output.text()
+    assert "Restarting it (1 of 1)." in text
+    assert "Not restarted: it was restarted 1 times already." in text
+    # With no worker left, the launcher ends, and says something went wrong.
+    assert launcher.returncode == 1
