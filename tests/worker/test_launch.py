@@ -143,6 +143,14 @@ def _wait_for(condition: object, timeout: float, what: str, output: _Lines) -> N
     )
 
 
+def _study_or_none(name: str, rdb: optuna.storages.BaseStorage) -> optuna.Study | None:
+    """The study, or ``None`` while the launcher has not created it yet."""
+    try:
+        return optuna.load_study(study_name=name, storage=rdb)
+    except KeyError:
+        return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -170,9 +178,8 @@ def test_sigterm_stops_two_cpu_workers_and_leaves_no_trial_running(tmp_path: Pat
         rdb = optuna.storages.RDBStorage(url)
 
         def both_running() -> bool:
-            try:
-                study = optuna.load_study(study_name="stop", storage=rdb)
-            except KeyError:
+            study = _study_or_none("stop", rdb)
+            if study is None:
                 return False
             running = study.get_trials(states=(TrialState.RUNNING,))
             return len(running) == 2 and all("pid" in t.user_attrs for t in running)
@@ -228,9 +235,8 @@ def test_four_workers_lose_nothing_when_one_is_killed_mid_trial(
     try:
 
         def kill_one_mid_trial() -> bool:
-            try:
-                study = optuna.load_study(study_name=postgres_study_name, storage=rdb)
-            except KeyError:
+            study = _study_or_none(postgres_study_name, rdb)
+            if study is None:
                 return False
             if len(study.get_trials(states=(TrialState.COMPLETE,))) < 4:
                 return False
@@ -291,9 +297,8 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path: Path) -> None:
     try:
 
         def a_trial_ran() -> bool:
-            try:
-                study = optuna.load_study(study_name="orphans", storage=rdb)
-            except KeyError:
+            study = _study_or_none("orphans", rdb)
+            if study is None:
                 return False
             return bool(study.get_trials(states=(TrialState.COMPLETE,)))
 
@@ -327,9 +332,8 @@ def test_a_killed_worker_is_restarted_up_to_max_restarts(tmp_path: Path) -> None
     try:
 
         def kill_a_new_worker() -> bool:
-            try:
-                study = optuna.load_study(study_name="restarts", storage=rdb)
-            except KeyError:
+            study = _study_or_none("restarts", rdb)
+            if study is None:
                 return False
             for trial in study.get_trials(states=(TrialState.RUNNING,)):
                 pid = trial.user_attrs.get("pid")
