@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
+import wsgiref.simple_server
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import optuna
 
+from optuna_nas.dashboard import make_dashboard_server
 from optuna_nas.errors import NasError, WorkerError
-from optuna_nas.worker import add_storage_options
+from optuna_nas.worker import (
+    WorkerConfig,
+    add_storage_options,
+    launch_workers,
+    redact_url,
+    resolve_storage_url,
+)
 
 __all__ = ["main"]
 
@@ -170,8 +178,6 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from optuna_nas.worker import WorkerConfig, launch_workers, resolve_storage_url
-
     url = resolve_storage_url(args.storage, args.storage_file)
     config = WorkerConfig(
         study_name=args.study_name,
@@ -189,7 +195,8 @@ def _run_worker(args: argparse.Namespace) -> int:
     )
     server = None
     if args.dashboard_port is not None:
-        server = _start_dashboard(url, args.dashboard_host, args.dashboard_port, args.artifact_dir)
+        server = _bind_dashboard(url, args.dashboard_host, args.dashboard_port, args.artifact_dir)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         return launch_workers(
             config,
@@ -219,12 +226,9 @@ def _dashboard_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     dashboard.add_argument("--artifact-dir", default=None, help="artifact folder to show")
 
 
-def _start_dashboard(url: str, host: str, port: int, artifact_dir: str | None) -> Any:
-    import threading
-
-    from optuna_nas.dashboard import make_dashboard_server
-    from optuna_nas.worker import redact_url
-
+def _bind_dashboard(
+    url: str, host: str, port: int, artifact_dir: str | None
+) -> wsgiref.simple_server.WSGIServer:
     try:
         server = make_dashboard_server(url, host=host, port=port, artifact_dir=artifact_dir)
     except OSError as error:
@@ -232,7 +236,6 @@ def _start_dashboard(url: str, host: str, port: int, artifact_dir: str | None) -
             f"Cannot serve the dashboard on {host}:{port} ({error.strerror}); pick another "
             "port."
         ) from None
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     print(
         f"optuna-dashboard for {redact_url(url)} at "
         f"http://{host}:{server.server_port}/dashboard",
@@ -242,15 +245,10 @@ def _start_dashboard(url: str, host: str, port: int, artifact_dir: str | None) -
 
 
 def _run_dashboard(args: argparse.Namespace) -> int:
-    from optuna_nas.worker import resolve_storage_url
-
     url = resolve_storage_url(args.storage, args.storage_file)
-    server = _start_dashboard(url, args.host, args.port, args.artifact_dir)
-    try:
-        while True:
-            time.sleep(3600)
-    finally:
-        server.shutdown()
+    with _bind_dashboard(url, args.host, args.port, args.artifact_dir) as server:
+        server.serve_forever()  # until Ctrl-C
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,7 @@ alone.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
@@ -31,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,36 +82,31 @@ class _ProcessStats:
 
 _stats = _ProcessStats()
 _counter = itertools.count()
-_stats_registered: list[bool] = []
+
+
+@contextlib.contextmanager
+def _timed() -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        _stats.sampler_s += time.perf_counter() - started
 
 
 class _TimedControllerSampler(ControllerSampler):
     """A ControllerSampler that adds up the time spent in its hooks."""
 
-    def _timed(self, call: Callable[[], Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return call()
-        finally:
-            _stats.sampler_s += time.perf_counter() - started
-
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        result: dict[str, BaseDistribution] = self._timed(
-            lambda: super(_TimedControllerSampler, self).infer_relative_search_space(study, trial)
-        )
-        return result
+        with _timed():
+            return super().infer_relative_search_space(study, trial)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        result: dict[str, Any] = self._timed(
-            lambda: super(_TimedControllerSampler, self).sample_relative(
-                study, trial, search_space
-            )
-        )
-        return result
+        with _timed():
+            return super().sample_relative(study, trial, search_space)
 
     def sample_independent(
         self,
@@ -119,16 +115,14 @@ class _TimedControllerSampler(ControllerSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        return self._timed(
-            lambda: super(_TimedControllerSampler, self).sample_independent(
-                study, trial, param_name, param_distribution
-            )
-        )
+        with _timed():
+            return super().sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         if _stats.first_start is None:
             _stats.first_start = time.time()
-        self._timed(lambda: super(_TimedControllerSampler, self).before_trial(study, trial))
+        with _timed():
+            super().before_trial(study, trial)
 
     def after_trial(
         self,
@@ -137,24 +131,24 @@ class _TimedControllerSampler(ControllerSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
-        self._timed(
-            lambda: super(_TimedControllerSampler, self).after_trial(study, trial, state, values)
-        )
+        with _timed():
+            super().after_trial(study, trial, state, values)
         _stats.last_end = time.time()
 
 
 def _write_stats() -> None:
+    # Only a process that ran trials has figures (the launcher imports this module too).
     folder = os.environ.get(STATS_ENV)
-    if folder:
+    if folder and _stats.first_start is not None:
         path = Path(folder) / f"{os.getpid()}.json"
         path.write_text(json.dumps(asdict(_stats)), encoding="utf-8")
 
 
+atexit.register(_write_stats)
+
+
 def sampler(seed: int | None) -> ControllerSampler:
     """The worker's ControllerSampler, timed; its figures are written when the process ends."""
-    if not _stats_registered:
-        _stats_registered.append(True)
-        atexit.register(_write_stats)
     return _TimedControllerSampler(space, seed=seed)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "list_samplers",
     "make_sampler",
     "register_sampler",
+    "sampler_needs_space",
     "unregister_sampler",
 ]
 
@@ -161,6 +162,19 @@ def make_sampler(
             "optuna.samplers.BaseSampler."
         )
     return sampler
+
+
+def sampler_needs_space(name: str) -> bool:
+    """Whether a registered sampler's factory takes the search space.
+
+    Raises:
+        UnknownSamplerError: The name is not registered.
+    """
+    with _LOCK:
+        entry = _REGISTRY.get(name)
+    if entry is None:
+        raise _unknown(name)
+    return entry.space_mode != "none"
 
 
 def check_sampler_names(names: list[str]) -> None:

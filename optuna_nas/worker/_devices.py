@@ -70,7 +70,6 @@ def current_device() -> Any:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
-
 def _child_env(device: str, index: int, n_cpu_workers: int) -> dict[str, str]:
     env = dict(os.environ)
     env.pop(STORAGE_FILE_ENV, None)

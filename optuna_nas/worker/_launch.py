@@ -120,7 +120,6 @@ def _create_or_load_study(
     return existing
 
 
-
 def launch_workers(
     config: WorkerConfig,
     devices: str | Sequence[str],

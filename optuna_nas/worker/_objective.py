@@ -174,19 +174,23 @@ def make_worker_sampler(
         WorkerError: The name is unknown, needs a ``space`` the module does not define,
             or the module's ``sampler`` is not a sampler.
     """
-    from optuna_nas.benchmarks._samplers import UnknownSamplerError, make_sampler
+    from optuna_nas.benchmarks._samplers import (
+        UnknownSamplerError,
+        make_sampler,
+        sampler_needs_space,
+    )
 
     if name is not None:
         try:
+            if objective.space is None and sampler_needs_space(name):
+                raise WorkerError(
+                    f"Sampler {name!r} searches an architecture space: define `space = ...` "
+                    f"(e.g. NasBench201Space()) in the objective's module {objective.spec!r}."
+                )
             return make_sampler(
                 name, seed if seed is not None else secrets.randbelow(2**31), objective.space
             )
         except UnknownSamplerError as error:
-            if "needs the search space" in str(error):
-                raise WorkerError(
-                    f"Sampler {name!r} searches an architecture space: define `space = ...` "
-                    f"(e.g. NasBench201Space()) in the objective's module {objective.spec!r}."
-                ) from None
             raise WorkerError(str(error)) from None
     value = objective.sampler
     if value is None or isinstance(value, optuna.samplers.BaseSampler):

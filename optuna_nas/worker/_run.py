@@ -224,7 +224,7 @@ def run_worker(
         print(f"[{label}] {text}", file=stream, flush=True)
 
     def wrapped(trial: optuna.Trial) -> Any:
-        current["id"], current["number"], current["error"] = trial._trial_id, trial.number, None
+        current["id"], current["error"] = trial._trial_id, None
         if stopper.requested:
             raise _StopRequested("stop requested before the trial started")
         stopper.in_objective = True
@@ -267,7 +267,6 @@ def run_worker(
             f"{counts.done}/{target} finished{best}"
         )
 
-    handlers = stopper.installed() if handle_signals else contextlib.nullcontext()
     def step() -> str | None:
         # One turn of the loop: wait, or run one trial. Returns why to stop, if it is time.
         nonlocal failures_in_a_row
@@ -312,7 +311,7 @@ def run_worker(
         return None
 
     storage_errors = 0
-    with handlers:
+    with stopper.installed() if handle_signals else contextlib.nullcontext():
         while not report.reason:
             if stopper.requested:
                 report.reason = "asked to stop"

@@ -114,6 +114,13 @@ def _launch(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _kill_if_running(launcher: subprocess.Popen[str]) -> None:
+    """End a launcher a failed test left running (its workers stop once it is gone)."""
+    if launcher.poll() is None:
+        launcher.kill()
+        launcher.wait()
+
+
 class _Lines:
     """Collects a process's output lines in a thread, so that the test can poll it."""
 
@@ -201,9 +208,7 @@ def test_sigterm_stops_two_cpu_workers_and_leaves_no_trial_running(tmp_path: Pat
         launcher.wait(timeout=30)
         assert time.monotonic() - started < 30
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+        _kill_if_running(launcher)
     assert launcher.returncode == 128 + signal.SIGTERM
     assert not any(_alive(pid) for pid in pids)
     trials = optuna.load_study(study_name="stop", storage=rdb).get_trials()
@@ -251,9 +256,7 @@ def test_four_workers_lose_nothing_when_one_is_killed_mid_trial(
         _wait_for(kill_one_mid_trial, 180, "a trial in the middle of its run", output)
         launcher.wait(timeout=240)
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+        _kill_if_running(launcher)
     text = output.text()
     victim = killed[0]
     assert not _alive(victim.user_attrs["pid"])
@@ -309,9 +312,7 @@ def test_workers_stop_when_their_launcher_is_killed(tmp_path: Path) -> None:
         pid = study.trials[0].user_attrs["pid"]
         _wait_for(lambda: not _alive(pid), 30, "the orphaned worker to stop", output)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+        _kill_if_running(launcher)
     trials = optuna.load_study(study_name="orphans", storage=rdb).get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert "its launcher has exited" in output.text()
@@ -347,9 +348,7 @@ def test_a_killed_worker_is_restarted_up_to_max_restarts(tmp_path: Path) -> None
         _wait_for(kill_a_new_worker, 120, "the restarted worker's trial", output)
         launcher.wait(timeout=60)
     finally:
-        if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
-            launcher.wait()
+        _kill_if_running(launcher)
     text = output.text()
     assert "Restarting it (1 of 1)." in text
     assert "Not restarted: it was restarted 1 times already." in text
