@@ -21,8 +21,8 @@ import torch
 
 from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
-from optuna_nas.benchmarks._samplers import check_sampler_names
 from optuna_nas.errors import NasError
+from optuna_nas.samplers._registry import check_sampler_names
 from optuna_nas.worker import add_storage_options
 
 Handler = Callable[[argparse.Namespace], int]

@@ -19,8 +19,8 @@ from typing import Any
 
 import optuna
 
-from optuna_nas.benchmarks._samplers import make_sampler
 from optuna_nas.errors import ArchitectureError, TableError, _short_repr
+from optuna_nas.samplers._registry import make_sampler
 from optuna_nas.spaces import Architecture, NasBench201Space
 
 __all__ = [

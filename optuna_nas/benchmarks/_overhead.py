@@ -31,7 +31,7 @@ from typing import Any
 
 import optuna
 
-from optuna_nas.benchmarks._samplers import check_sampler_names, make_sampler
+from optuna_nas.samplers._registry import check_sampler_names, make_sampler
 from optuna_nas.spaces import Architecture, NasBench201Space
 
 __all__ = [

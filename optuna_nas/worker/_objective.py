@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from optuna_nas.errors import WorkerError
+from optuna_nas.samplers import UnknownSamplerError, make_sampler, sampler_needs_space
 from optuna_nas.spaces import SearchSpace
 
 PRUNERS = ("none", "median", "asha", "hyperband")
@@ -174,12 +175,6 @@ def make_worker_sampler(
         WorkerError: The name is unknown, needs a ``space`` the module does not define,
             or the module's ``sampler`` is not a sampler.
     """
-    from optuna_nas.benchmarks._samplers import (
-        UnknownSamplerError,
-        make_sampler,
-        sampler_needs_space,
-    )
-
     if name is not None:
         try:
             if objective.space is None and sampler_needs_space(name):
@@ -249,4 +244,3 @@ def _call_with_optional(factory: Callable[..., Any], seed: int | None) -> Any:
     except (TypeError, ValueError):
         takes_seed = True
     return factory(seed) if takes_seed else factory()
-

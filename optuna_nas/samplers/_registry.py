@@ -1,9 +1,10 @@
-"""A registry of named Optuna samplers for the benchmark runners.
+"""A registry of named Optuna samplers, for the benchmark runners, the worker and the CLI.
 
-A benchmark run needs a fresh sampler per seed, so the registry holds *factories*, not
-sampler objects. A factory takes the run's seed and, if it asks for it, the search space
-of the benchmark, which lets samplers that must know the architecture space (a controller
-or an evolutionary sampler, say) be registered as easily as Optuna's own::
+A benchmark run or a worker needs a fresh sampler per seed, so the registry holds
+*factories*, not sampler objects. A factory takes the run's seed and, if it asks for it, the
+search space of the benchmark or the objective, which lets samplers that must know the
+architecture space (a controller or an evolutionary sampler, say) be registered as easily as
+Optuna's own::
 
     register_sampler("random", lambda seed: optuna.samplers.RandomSampler(seed=seed))
     register_sampler("controller", lambda seed, space: ControllerSampler(space, seed=seed))
@@ -20,6 +21,7 @@ from typing import Any, Literal
 import optuna
 
 from optuna_nas.errors import NasError
+from optuna_nas.samplers._controller import ControllerSampler
 from optuna_nas.spaces import SearchSpace
 
 __all__ = [
@@ -204,14 +206,10 @@ register_sampler("tpe", _tpe)
 
 
 def _controller(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    from optuna_nas.samplers import ControllerSampler
-
     return ControllerSampler(space, seed=seed)
 
 
 def _nas_rl(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    from optuna_nas.samplers import ControllerSampler
-
     return ControllerSampler(space, seed=seed, preset="nas-rl")
 
 
