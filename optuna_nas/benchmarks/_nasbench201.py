@@ -81,7 +81,7 @@ class NasBench201Table:
     """A NAS-Bench-201 table: one row of accuracies and costs per cell architecture.
 
     Build it with :meth:`load` from a CSV file in the schema of
-    ``shared/benchmarks/nasbench201/README.md`` (columns ``arch``, ``search_valid_acc``,
+    ``../shared/benchmarks/nasbench201/README.md`` (columns ``arch``, ``search_valid_acc``,
     ``search_cost_s``, ``final_test_acc``, ``valid_acc_200ep``, ``params_mb``,
     ``latency_s``; extra columns are ignored). Rows are looked up by
     :class:`~optuna_nas.spaces.Architecture` or by architecture string:
@@ -135,7 +135,7 @@ class NasBench201Table:
         positive) and that no architecture appears twice.
 
         Args:
-            path: The CSV file, e.g. ``shared/benchmarks/nasbench201/cifar10.csv``.
+            path: The CSV file, e.g. ``../shared/benchmarks/nasbench201/cifar10.csv``.
             space: The space to parse architectures with; a new
                 :class:`~optuna_nas.spaces.NasBench201Space` by default.
 
@@ -148,7 +148,7 @@ class NasBench201Table:
         """
         expected = (
             "a NAS-Bench-201 CSV table with columns " + ", ".join(_COLUMNS) + " (see "
-            "shared/benchmarks/nasbench201/README.md)"
+            "../shared/benchmarks/nasbench201/README.md)"
         )
         if not isinstance(path, str | os.PathLike):
             raise TableError(
