@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -464,6 +465,36 @@ def search(
         optuna.TrialPruned: The trial's pruner stopped the search.
         NonFiniteLossError: A loss became NaN or infinite.
     """
+    portion = _check_search(data, trial, artifact_store, batch_size, train_portion)
+    start = time.perf_counter()
+    # The supernet, its alphas and both optimizers (Algorithm 1's initialisation).
+    searcher = DartsSearch(
+        space, num_classes=data.num_classes, in_channels=data.in_channels, channels=channels,
+        layers=layers, cells_per_stage=cells_per_stage, network_options=network_options,
+        order=order, epochs=epochs, arch_lr=arch_lr, arch_betas=arch_betas,
+        arch_weight_decay=arch_weight_decay, weight_lr=weight_lr, weight_lr_min=weight_lr_min,
+        momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip,
+        init_scale=init_scale, seed=seed, device=device,
+    )
+    run = _Run.begin(searcher, data, portion, trial=trial, artifact_store=artifact_store,
+                     epochs=epochs, batch_size=batch_size, seed=seed, start=start)
+    for epoch in range(epochs):
+        run.alternate(epoch)
+        run.end_epoch(epoch)
+        run.report_or_prune(epoch)
+    found = run.result()
+    if trial is not None:
+        record_trial(trial, found, artifact_store=artifact_store)
+    return found
+
+
+def _check_search(
+    data: ImageData,
+    trial: optuna.Trial | None,
+    artifact_store: ArtifactStore | None,
+    batch_size: int,
+    train_portion: float,
+) -> float:
     if not isinstance(data, ImageData):
         raise TypeError(
             f"search needs an ImageData (e.g. optuna_nas.load_digits()), got "
@@ -485,72 +516,111 @@ def search(
         )
     if len(data.valid) == 0:  # type: ignore[arg-type]
         raise ValueError(f"The {data.name} data has an empty valid split; DARTS reports on it.")
-    start = time.perf_counter()
-    searcher = DartsSearch(
-        space, num_classes=data.num_classes, in_channels=data.in_channels, channels=channels,
-        layers=layers, cells_per_stage=cells_per_stage, network_options=network_options,
-        order=order, epochs=epochs, arch_lr=arch_lr, arch_betas=arch_betas,
-        arch_weight_decay=arch_weight_decay, weight_lr=weight_lr, weight_lr_min=weight_lr_min,
-        momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip,
-        init_scale=init_scale, seed=seed, device=device,
-    )
-    weight_part, arch_part = _halves(data, portion, seed)
-    size = min(batch_size, len(weight_part), len(arch_part))
-    per_epoch = len(weight_part) // size
-    history = [searcher.alpha_weights()]
-    accuracies: list[float] = []
+    return portion
 
-    def result() -> DartsResult:
+
+@dataclass
+class _Run:
+    """One call of :func:`search`: the searcher, the two parts of ``data.train`` it
+    alternates between, and what it has recorded so far."""
+
+    searcher: DartsSearch
+    data: ImageData
+    trial: optuna.Trial | None
+    artifact_store: ArtifactStore | None
+    epochs: int
+    batch_size: int  # of the evaluations
+    seed: int
+    start: float  # perf_counter at the search's start
+    weight_part: torch.Tensor  # indices into data.train
+    arch_part: torch.Tensor
+    size: int  # minibatch size of both parts
+    history: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)
+
+    @classmethod
+    def begin(
+        cls,
+        searcher: DartsSearch,
+        data: ImageData,
+        portion: float,
+        *,
+        trial: optuna.Trial | None,
+        artifact_store: ArtifactStore | None,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+        start: float,
+    ) -> _Run:
+        weight_part, arch_part = _halves(data, portion, seed)
+        size = min(batch_size, len(weight_part), len(arch_part))
+        return cls(searcher, data, trial, artifact_store, epochs, batch_size, seed, start,
+                   weight_part, arch_part, size, history=[searcher.alpha_weights()])
+
+    def alternate(self, epoch: int) -> None:
+        """One epoch of Algorithm 1: an architecture step, then a weight step, per pair of
+        minibatches, as many as the weights' part has full minibatches."""
+        size = self.size
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        weight_order = self.weight_part[torch.randperm(len(self.weight_part), generator=generator)]
+        arch_order = self.arch_part[torch.randperm(len(self.arch_part), generator=generator)]
+        arch_batches = len(arch_order) // size
+        try:
+            for position in range(len(self.weight_part) // size):
+                a = position % arch_batches  # a smaller architecture part wraps around
+                self.searcher.step(
+                    _batch(self.data.train, weight_order[position * size : (position + 1) * size]),
+                    _batch(self.data.train, arch_order[a * size : (a + 1) * size]),
+                )
+        except NonFiniteLossError as error:
+            if self.trial is not None:
+                self.trial.set_user_attr("fail_reason", str(error))
+            raise
+
+    def end_epoch(self, epoch: int) -> None:
+        """Anneal the weights' learning rate, record the op weights and the weighted
+        supernet's validation accuracy."""
+        searcher = self.searcher
+        searcher.end_epoch()
+        self.history.append(searcher.alpha_weights())
+        self.accuracies.append(searcher.accuracy(self.data.valid, batch_size=self.batch_size))
+        if _logger.isEnabledFor(logging.INFO):  # deriving only to log it
+            _logger.info(
+                "DARTS epoch %d/%d: supernet validation accuracy %.4f, derived %s",
+                epoch + 1, self.epochs, self.accuracies[-1], searcher.derive(),
+            )
+
+    def report_or_prune(self, epoch: int) -> None:
+        """Report the epoch's accuracy to the trial; if its pruner says so, record the
+        trial and stop with :class:`optuna.TrialPruned`."""
+        trial = self.trial
+        if trial is None:
+            return
+        trial.report(self.accuracies[-1], epoch)
+        if trial.should_prune():
+            record_trial(trial, self.result(), artifact_store=self.artifact_store)
+            raise optuna.TrialPruned(
+                f"Pruned at epoch {epoch} with supernet validation accuracy "
+                f"{self.accuracies[-1]:.4f}."
+            )
+
+    def result(self) -> DartsResult:
+        """Derive the architecture from the alphas and gather what the search found."""
+        searcher = self.searcher
         arch = searcher.derive()
         return DartsResult(
             architecture=arch,
-            space=space,
-            valid_accuracy=accuracies[-1] if accuracies else float("nan"),
-            derived_accuracy=searcher.accuracy(data.valid, arch=arch, batch_size=batch_size),
-            accuracy_history=list(accuracies),
-            alpha_history=list(history),
+            space=searcher.space,
+            valid_accuracy=self.accuracies[-1] if self.accuracies else float("nan"),
+            derived_accuracy=searcher.accuracy(self.data.valid, arch=arch,
+                                               batch_size=self.batch_size),
+            accuracy_history=list(self.accuracies),
+            alpha_history=list(self.history),
             alphas={k: a.detach().to("cpu", torch.float32).clone()
                     for k, a in searcher.alphas.items()},
             edges=searcher.supernet.edges,
             ops=searcher.supernet.ops,
-            order=order,
+            order=searcher.order,
             epochs=searcher.epoch,
-            seconds=time.perf_counter() - start,
+            seconds=time.perf_counter() - self.start,
         )
-
-    for epoch in range(epochs):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        weight_order = weight_part[torch.randperm(len(weight_part), generator=generator)]
-        arch_order = arch_part[torch.randperm(len(arch_part), generator=generator)]
-        arch_batches = len(arch_order) // size
-        try:
-            for position in range(per_epoch):
-                a = position % arch_batches  # a smaller architecture part wraps around
-                searcher.step(
-                    _batch(data.train, weight_order[position * size : (position + 1) * size]),
-                    _batch(data.train, arch_order[a * size : (a + 1) * size]),
-                )
-        except NonFiniteLossError as error:
-            if trial is not None:
-                trial.set_user_attr("fail_reason", str(error))
-            raise
-        searcher.end_epoch()
-        history.append(searcher.alpha_weights())
-        accuracies.append(searcher.accuracy(data.valid, batch_size=batch_size))
-        if _logger.isEnabledFor(logging.INFO):  # deriving only to log it
-            _logger.info(
-                "DARTS epoch %d/%d: supernet validation accuracy %.4f, derived %s",
-                epoch + 1, epochs, accuracies[-1], searcher.derive(),
-            )
-        if trial is not None:
-            trial.report(accuracies[-1], epoch)
-            if trial.should_prune():
-                record_trial(trial, result(), artifact_store=artifact_store)
-                raise optuna.TrialPruned(
-                    f"Pruned at epoch {epoch} with supernet validation accuracy "
-                    f"{accuracies[-1]:.4f}."
-                )
-    found = result()
-    if trial is not None:
-        record_trial(trial, found, artifact_store=artifact_store)
-    return found
