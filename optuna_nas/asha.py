@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -19,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
-from optuna_nas.spaces import SearchSpace
+from optuna_nas.spaces import Architecture, SearchSpace
 from optuna_nas.training import evaluate, seed_everything, train
 
 __all__ = ["random_search_asha", "total_epochs", "trial_seed"]
@@ -190,88 +191,150 @@ def random_search_asha(
         batch_size=batch_size,
         train_options=extra,
     )
-    options = {
-        "in_channels": data.in_channels,
-        "num_classes": data.num_classes,
-        **(network_options or {}),
-    }
-    pruner: optuna.pruners.BasePruner = (
-        optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=min_resource, reduction_factor=reduction_factor
-        )
-        if asha
-        else optuna.pruners.NopPruner()
+    recipe = _Recipe(
+        space=space,
+        data=data,
+        n_trials=n_trials,
+        max_epochs=max_epochs,
+        asha=asha,
+        min_resource=min_resource,
+        reduction_factor=reduction_factor,
+        seed=seed,
+        lr=lr,
+        batch_size=batch_size,
+        device=device,
+        network_options={
+            "in_channels": data.in_channels,
+            "num_classes": data.num_classes,
+            **(network_options or {}),
+        },
+        train_options=extra,
     )
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=study_name,
-            direction="maximize",
-            sampler=optuna.samplers.RandomSampler(seed=seed),
-            pruner=pruner,
-        )
-    except optuna.exceptions.DuplicatedStudyError:
-        raise ValueError(
-            f"A study named {study_name!r} already exists in the storage; pass a new "
-            "study_name or delete the old study."
-        ) from None
-    settings: dict[str, Any] = {
-        "recipe": "random_search_asha",
-        "seed": seed,
-        "sampler": "RandomSampler",
-        "sampler_seed": seed,
-        "pruner": "SuccessiveHalvingPruner" if asha else "NopPruner",
-        "asha": asha,
-        "n_trials": n_trials,
-        "max_epochs": max_epochs,
-        "min_resource": min_resource,
-        "reduction_factor": reduction_factor,
-        "lr": lr,
-        "batch_size": batch_size,
-        "space": repr(space),
-        "data": data.name,
-        "network_options": {key: _json_value(value) for key, value in options.items()},
-        "train_options": {key: _json_value(value) for key, value in extra.items()},
-    }
-    for key, value in settings.items():
-        study.set_user_attr(key, value)
+    study = recipe.create_study(storage, study_name)
+    study.optimize(
+        recipe.run_trial,
+        n_trials=n_trials,
+        catch=(NonFiniteLossError,),
+        show_progress_bar=show_progress_bar,
+    )
+    return study
 
-    def objective(trial: optuna.Trial) -> float:
-        arch = space.suggest(trial)
-        number_seed = trial_seed(seed, trial.number)
+
+@dataclass(frozen=True)
+class _Recipe:
+    """The settings of one :func:`random_search_asha`, and its trial: sample, train until
+    ASHA stops it or ``max_epochs``, test."""
+
+    space: SearchSpace
+    data: ImageData
+    n_trials: int
+    max_epochs: int
+    asha: bool
+    min_resource: int
+    reduction_factor: int
+    seed: int
+    lr: float
+    batch_size: int
+    device: str | torch.device | None
+    network_options: dict[str, Any]  # of space.build, the data's channels and classes in
+    train_options: dict[str, Any]
+
+    def create_study(
+        self, storage: str | optuna.storages.BaseStorage | None, study_name: str | None
+    ) -> optuna.Study:
+        """A new study with the random sampler and ASHA (or no pruner), its settings
+        recorded as user attrs."""
+        pruner: optuna.pruners.BasePruner = (
+            optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=self.min_resource, reduction_factor=self.reduction_factor
+            )
+            if self.asha
+            else optuna.pruners.NopPruner()
+        )
+        try:
+            study = optuna.create_study(
+                storage=storage,
+                study_name=study_name,
+                direction="maximize",
+                sampler=optuna.samplers.RandomSampler(seed=self.seed),
+                pruner=pruner,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            raise ValueError(
+                f"A study named {study_name!r} already exists in the storage; pass a new "
+                "study_name or delete the old study."
+            ) from None
+        for key, value in self.settings().items():
+            study.set_user_attr(key, value)
+        return study
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting of the search, as the study's user attrs hold them (JSON)."""
+        return {
+            "recipe": "random_search_asha",
+            "seed": self.seed,
+            "sampler": "RandomSampler",
+            "sampler_seed": self.seed,
+            "pruner": "SuccessiveHalvingPruner" if self.asha else "NopPruner",
+            "asha": self.asha,
+            "n_trials": self.n_trials,
+            "max_epochs": self.max_epochs,
+            "min_resource": self.min_resource,
+            "reduction_factor": self.reduction_factor,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "space": repr(self.space),
+            "data": self.data.name,
+            "network_options": {k: _json_value(v) for k, v in self.network_options.items()},
+            "train_options": {k: _json_value(v) for k, v in self.train_options.items()},
+        }
+
+    def run_trial(self, trial: optuna.Trial) -> float:
+        """One trial (the study's objective): its validation accuracy after
+        ``max_epochs``."""
+        arch, number_seed = self.sample(trial)
+        model, accuracy = self.train(trial, arch, number_seed)
+        if self.data.test is not None:
+            trial.set_user_attr(
+                "test_accuracy", evaluate(model, self.data.test, device=self.device)
+            )
+        return accuracy
+
+    def sample(self, trial: optuna.Trial) -> tuple[Architecture, int]:
+        """Draw an architecture at random; record it and the trial's seed."""
+        arch = self.space.suggest(trial)
+        number_seed = trial_seed(self.seed, trial.number)
         trial.set_user_attr("seed", number_seed)
         trial.set_user_attr("architecture", str(arch))
+        return arch, number_seed
+
+    def train(
+        self, trial: optuna.Trial, arch: Architecture, number_seed: int
+    ) -> tuple[torch.nn.Module, float]:
+        """Build the architecture and train it from scratch. ``train`` reports every epoch,
+        and at each rung ASHA promotes the trial or stops it (:class:`optuna.TrialPruned`);
+        the epochs it ran are recorded either way."""
         diverged = False
         try:
             seed_everything(number_seed)
-            model = space.build(arch, **options)
+            model = self.space.build(arch, **self.network_options)
             accuracy = train(
                 model,
-                data,
-                epochs=max_epochs,
+                self.data,
+                epochs=self.max_epochs,
                 trial=trial,
-                lr=lr,
-                batch_size=batch_size,
+                lr=self.lr,
+                batch_size=self.batch_size,
                 seed=number_seed,
-                device=device,
-                **extra,
+                device=self.device,
+                **self.train_options,
             )
         except NonFiniteLossError:
             diverged = True
             raise
         finally:
             trial.set_user_attr("epochs", _epochs_reported(trial) + int(diverged))
-        if data.test is not None:
-            trial.set_user_attr("test_accuracy", evaluate(model, data.test, device=device))
-        return accuracy
-
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        catch=(NonFiniteLossError,),
-        show_progress_bar=show_progress_bar,
-    )
-    return study
+        return model, accuracy
 
 
 def total_epochs(study: optuna.Study | Sequence[FrozenTrial]) -> int:
