@@ -8,6 +8,7 @@ unknown sampler) print one line to stderr and exit with status 2, without a trac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -388,20 +389,16 @@ def _peer_benchmark_options(args: argparse.Namespace, module: Any) -> dict[str, 
     return {name: getattr(args, name) for name in names}
 
 
-def _run_supernet(args: argparse.Namespace) -> int:
-    config = _supernet.StepConfig(**_peer_benchmark_options(args, _supernet))
-    print(
-        f"NAS-Bench-201, {config.channels} channels, {config.cells_per_stage} cells per "
-        f"stage, batch {config.batch_size} of {config.image_size}x{config.image_size}, "
-        f"{config.device}; {config.steps} timed steps after {config.warmup} warm-up, "
-        f"{args.rounds} round(s), one process per side and round",
-        flush=True,
-    )
-    result = _supernet.run_supernet_benchmark(
-        config,
+def _run_peer_benchmark(
+    args: argparse.Namespace, header: str, run: Callable[..., Any]
+) -> int:
+    # What the supernet and darts commands share once their config is made: the header, a
+    # progress line per run, the table, and the JSON document.
+    print(header, flush=True)
+    result = run(
         rounds=args.rounds,
         peer=not args.skip_peer,
-        progress=lambda run: print(run.line(), flush=True),
+        progress=lambda side_run: print(side_run.line(), flush=True),
     )
     for line in result.lines():
         print(line, flush=True)
@@ -413,6 +410,19 @@ def _run_supernet(args: argparse.Namespace) -> int:
         except OSError as error:
             raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
     return 0
+
+
+def _run_supernet(args: argparse.Namespace) -> int:
+    config = _supernet.StepConfig(**_peer_benchmark_options(args, _supernet))
+    header = (
+        f"NAS-Bench-201, {config.channels} channels, {config.cells_per_stage} cells per "
+        f"stage, batch {config.batch_size} of {config.image_size}x{config.image_size}, "
+        f"{config.device}; {config.steps} timed steps after {config.warmup} warm-up, "
+        f"{args.rounds} round(s), one process per side and round"
+    )
+    return _run_peer_benchmark(
+        args, header, functools.partial(_supernet.run_supernet_benchmark, config)
+    )
 
 
 def _add_darts(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -441,30 +451,14 @@ def _add_darts(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run_darts(args: argparse.Namespace) -> int:
     config = _darts.darts_config(**_peer_benchmark_options(args, _darts))
-    print(
+    header = (
         f"DARTS (first order) on NAS-Bench-201, {config.channels} channels, "
         f"{config.cells_per_stage} cells per stage, batch {config.batch_size} of "
         f"{config.image_size}x{config.image_size}, {config.device}; {config.steps} timed "
         f"iterations after {config.warmup} warm-up, {args.rounds} round(s), one process per "
-        "side and round",
-        flush=True,
+        "side and round"
     )
-    result = _darts.run_darts_benchmark(
-        config,
-        rounds=args.rounds,
-        peer=not args.skip_peer,
-        progress=lambda run: print(run.line(), flush=True),
-    )
-    for line in result.lines():
-        print(line, flush=True)
-    if args.json is not None:
-        try:
-            args.json.write_text(
-                json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8"
-            )
-        except OSError as error:
-            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
-    return 0
+    return _run_peer_benchmark(args, header, functools.partial(_darts.run_darts_benchmark, config))
 
 
 def _worker_counts(text: str) -> list[int]:

@@ -35,7 +35,7 @@ Parameters. Each side records its weights and its alphas; the benchmark prints b
 totals and their relative difference, and flags a difference above 1% (the two networks
 differ only in details such as the stem's batch norm).
 
-Peak memory is measured as in :mod:`optuna_nas.benchmarks._supernet`: a tiny runtime
+Peak memory is measured as in :mod:`optuna_nas.benchmarks._peer`: a tiny runtime
 warm-up step before the baseline, then on the CPU ``VmHWM - VmRSS(baseline) - growth of
 RssFile + RssShmem`` (``VmHWM`` reset at the baseline), on CUDA
 ``max_memory_allocated - memory_allocated(baseline)``.
@@ -48,38 +48,13 @@ rotated; a side's time is its lowest round mean and its peak the highest over th
 
 from __future__ import annotations
 
-import gc
-import importlib
-import json
-import os
-import platform
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from optuna_nas.benchmarks._supernet import (
-    _MIB,
-    LEARNING_RATE,
-    MOMENTUM,
-    PEER_INSTALL,
-    PEER_PACKAGE,
-    PEER_SETTINGS,
-    WEIGHT_DECAY,
-    PeerMissingError,
-    StepConfig,
-    SupernetBenchmarkError,
-    _CpuMemory,
-    _load_average,
-    _ratio,
-    _runtime_warmup,
-    _version,
-    _worker_env,
-    peer_available,
-)
-from optuna_nas.errors import NasError
+from optuna_nas.benchmarks import _peer
+from optuna_nas.benchmarks._peer import PEER_INSTALL, PeerMissingError, StepConfig, peer_available
 
 __all__ = [
     "ARCH_BETAS",
@@ -110,12 +85,13 @@ GRAD_CLIP = 5.0
 PARAMETER_TOLERANCE = 0.01
 """The largest relative difference of the sides' parameter counts of a like-for-like run."""
 
-_WORKER_MODULE = "optuna_nas.benchmarks._darts"
-_RESULT_MARK = "DARTS-WORKER-RESULT "
 
 
-class DartsBenchmarkError(SupernetBenchmarkError):
+class DartsBenchmarkError(_peer.PeerBenchmarkError):
     """A benchmark process failed (e.g. out of memory); the message ends with its error."""
+
+
+_HARNESS = _peer.Harness("optuna_nas.benchmarks._darts", SIDES, DartsBenchmarkError)
 
 
 def darts_config(**overrides: Any) -> StepConfig:
@@ -181,21 +157,20 @@ class DartsRun:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready record, with the means and the parameter total."""
-        document = asdict(self)
-        for key in ("step_ms", "arch_ms", "weight_ms"):
-            document[key] = list(document[key])
-        document["mean_ms"] = self.mean_ms
-        document["mean_arch_ms"] = self.mean_arch_ms
-        document["mean_weight_ms"] = self.mean_weight_ms
-        document["parameters"] = self.parameters
-        return document
+        return _peer.run_document(
+            self,
+            mean_ms=self.mean_ms,
+            mean_arch_ms=self.mean_arch_ms,
+            mean_weight_ms=self.mean_weight_ms,
+            parameters=self.parameters,
+        )
 
     def line(self) -> str:
         """A progress line."""
-        return (
-            f"round {self.round + 1} {self.side:<5}  iteration {self.mean_ms:9.1f} ms  "
-            f"(arch {self.mean_arch_ms:.1f} + weights {self.mean_weight_ms:.1f})  "
-            f"peak {self.peak_mb:8.1f} MiB  ({self.threads} threads, {self.wall_s:.0f} s)"
+        return _peer.run_line(
+            self,
+            f"iteration {self.mean_ms:9.1f} ms  "
+            f"(arch {self.mean_arch_ms:.1f} + weights {self.mean_weight_ms:.1f})",
         )
 
 
@@ -231,15 +206,7 @@ class DartsBenchmark:
         ours, peer = self.best("ours"), self.best("peer")
         ours_ms = None if ours is None else ours.mean_ms
         peer_ms = None if peer is None else peer.mean_ms
-        ours_mb, peer_mb = self.peak_mb("ours"), self.peak_mb("peer")
-        return {
-            "ours_ms": ours_ms,
-            "peer_ms": peer_ms,
-            "time_ratio": _ratio(ours_ms, peer_ms),
-            "ours_peak_mb": ours_mb,
-            "peer_peak_mb": peer_mb,
-            "memory_ratio": _ratio(ours_mb, peer_mb),
-        }
+        return _peer.headline_figures(ours_ms, peer_ms, self.peak_mb("ours"), self.peak_mb("peer"))
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document: the figures, the settings and every run."""
@@ -257,19 +224,14 @@ class DartsBenchmark:
                 "a first-order architecture step on the validation batch then a weight step "
                 "on the training batch"
             ),
-            "memory": (
-                "per side, the highest over the rounds of the peak memory over the baseline "
-                "(MiB), the baseline taken just before the model is built: CPU: VmHWM - "
-                "VmRSS(baseline) - growth of RssFile + RssShmem (VmHWM reset at the "
-                "baseline); CUDA: max_memory_allocated - memory_allocated(baseline)"
-            ),
+            "memory": _peer.MEMORY_NOTE,
             "config": asdict(self.config),
             "rounds": self.rounds,
             "weight_optimizer": {
                 "name": "SGD",
-                "lr": LEARNING_RATE,
-                "momentum": MOMENTUM,
-                "weight_decay": WEIGHT_DECAY,
+                "lr": _peer.LEARNING_RATE,
+                "momentum": _peer.MOMENTUM,
+                "weight_decay": _peer.WEIGHT_DECAY,
                 "grad_clip": GRAD_CLIP,
             },
             "arch_optimizer": {
@@ -278,12 +240,7 @@ class DartsBenchmark:
                 "betas": list(ARCH_BETAS),
                 "weight_decay": ARCH_WEIGHT_DECAY,
             },
-            "peer": {
-                "package": PEER_PACKAGE,
-                "version": self.peer_version,
-                "network": "DARTS-V1 (get_cell_based_tiny_net)",
-                **PEER_SETTINGS,
-            },
+            "peer": _peer.peer_document(self.peer_version, "DARTS-V1 (get_cell_based_tiny_net)"),
             "machine": dict(self.machine),
             "runs": {side: [run.as_dict() for run in runs] for side, runs in self.runs.items()},
         }
@@ -311,14 +268,11 @@ class DartsBenchmark:
                 else "MORE THAN 1%: not the same configuration"
             )
             out.append(f"parameter difference:      {difference:.2%} ({verdict})")
-        figures = self.figures()
-
-        def show(value: float | None) -> str:
-            return "n/a" if value is None else f"{value:.3f}"
-
-        out.append(f"time ratio ours/peer:      {show(figures['time_ratio'])}")
-        out.append(f"memory ratio ours/peer:    {show(figures['memory_ratio'])}")
-        return out
+        return out + _peer.ratio_lines(
+            self.figures(),
+            ("time ratio ours/peer", "time_ratio"),
+            ("memory ratio ours/peer", "memory_ratio"),
+        )
 
 
 def measure_darts_side(side: str, config: StepConfig, *, round_index: int = 0) -> DartsRun:
@@ -333,56 +287,22 @@ def measure_darts_side(side: str, config: StepConfig, *, round_index: int = 0) -
         PeerMissingError: ``side`` is ``"peer"`` and xautodl cannot be imported.
         DartsBenchmarkError: The process failed.
     """
-    if side not in SIDES:
-        raise ValueError(f"side must be one of {SIDES}, got {side!r}.")
-    if side == "peer" and not peer_available():
-        raise PeerMissingError()
     spec = {"side": side, "config": asdict(config)}
-    start = time.perf_counter()
-    process = subprocess.run(
-        [sys.executable, "-m", _WORKER_MODULE, json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=_worker_env(),
-        check=False,
-    )
-    wall_s = time.perf_counter() - start
-    results = [
-        line[len(_RESULT_MARK):]
-        for line in process.stdout.splitlines()
-        if line.startswith(_RESULT_MARK)
-    ]
-    if process.returncode != 0 or not results:
-        lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else f"exit status {process.returncode}"
-        if side == "peer" and "No module named 'xautodl" in last:
-            raise PeerMissingError()
-        raise DartsBenchmarkError(f"the {side} process failed: {last}")
-    document = json.loads(results[-1])
+    fields, document = _HARNESS.measure(side, spec, round_index=round_index)
     return DartsRun(
-        side=side,
-        round=round_index,
-        step_ms=tuple(float(v) for v in document["step_ms"]),
+        **fields,
         arch_ms=tuple(float(v) for v in document["arch_ms"]),
         weight_ms=tuple(float(v) for v in document["weight_ms"]),
-        peak_mb=float(document["peak_mb"]),
-        baseline_mb=float(document["baseline_mb"]),
-        memory_method=str(document["memory_method"]),
-        threads=int(document["threads"]),
         weights=int(document["weights"]),
         alphas=int(document["alphas"]),
-        wall_s=wall_s,
     )
 
 
 def run_darts_benchmark(
-    config: StepConfig | None = None,
-    *,
-    rounds: int = 1,
-    peer: bool = True,
+    config: StepConfig | None = None, *, rounds: int = 1, peer: bool = True,
     progress: Callable[[DartsRun], None] | None = None,
 ) -> DartsBenchmark:
-    """Time and measure both sides, each in its own process, over ``rounds`` rounds.
+    """Time and measure DartsSearch and xautodl's DARTS-V1, each in its own process, by rounds.
 
     Args:
         config: The settings (default: :func:`darts_config`, the issue's size).
@@ -394,59 +314,22 @@ def run_darts_benchmark(
         PeerMissingError: ``peer`` is true and xautodl is not installed (checked first).
         DartsBenchmarkError: A process failed.
     """
-    config = darts_config() if config is None else config
-    if rounds < 1:
-        raise ValueError(f"rounds must be at least 1, got {rounds}.")
-    if peer and not peer_available():
-        raise PeerMissingError()
-    load_start = _load_average()
-    sides = [side for side in SIDES if peer or side != "peer"]
-    runs: dict[str, list[DartsRun]] = {side: [] for side in sides}
-    for r in range(rounds):
-        shift = r % len(sides)
-        for side in sides[shift:] + sides[:shift]:
-            run = measure_darts_side(side, config, round_index=r)
-            runs[side].append(run)
-            if progress is not None:
-                progress(run)
-    machine = {
-        "python": platform.python_version(),
-        "torch": _version("torch"),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_start": load_start,
-        "load_average_end": _load_average(),
-    }
+    chosen = darts_config() if config is None else config
+
+    def measure(side: str, round_index: int) -> DartsRun:
+        return measure_darts_side(side, chosen, round_index=round_index)
+
+    runs, machine = _HARNESS.run_rounds(measure, rounds=rounds, peer=peer, progress=progress)
     return DartsBenchmark(
-        config=config,
+        config=chosen,
         rounds=rounds,
-        runs={side: tuple(side_runs) for side, side_runs in runs.items()},
-        peer_version=_version(PEER_PACKAGE) if peer else None,
+        runs=runs,
+        peer_version=_HARNESS.peer_version(peer),
         machine=machine,
     )
 
 
 # ---- The worker: ``python -m optuna_nas.benchmarks._darts SPEC_JSON`` ---------------------
-
-
-def _peer_network(config: StepConfig, ops: Sequence[str]) -> Any:
-    # xautodl has no type information: it is used through importlib, as Any.
-    config_utils = importlib.import_module("xautodl.config_utils")
-    models = importlib.import_module("xautodl.models")
-    options = config_utils.dict2config(
-        {
-            "name": "DARTS-V1",
-            "C": config.channels,
-            "N": config.cells_per_stage,
-            "max_nodes": 4,
-            "num_classes": config.num_classes,
-            "space": list(ops),
-            **PEER_SETTINGS,
-        },
-        None,
-    )
-    return models.get_cell_based_tiny_net(options)
 
 
 def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -456,43 +339,11 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
     from optuna_nas.darts import DartsSearch
     from optuna_nas.spaces import NasBench201Space
 
-    side = str(spec["side"])
-    config = StepConfig(**spec["config"])
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DartsBenchmarkError("--device cuda, but torch sees no CUDA device")
+    process = _peer.SideProcess(spec)
+    side, config, device = process.side, process.config, process.device
     space = NasBench201Space()
-    if side == "peer":
-        importlib.import_module("xautodl.models")  # Imported before the baseline, as ours.
-
-    torch.manual_seed(config.seed)
-    size, n = config.image_size, config.batch_size
-    train = (
-        torch.randn(n, 3, size, size, device=device),
-        torch.randint(0, config.num_classes, (n,), device=device),
-    )
-    valid = (
-        torch.randn(n, 3, size, size, device=device),
-        torch.randint(0, config.num_classes, (n,), device=device),
-    )
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    _runtime_warmup(device)
-    gc.collect()
-    sync()
-    cpu_memory: _CpuMemory | None = None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = float(torch.cuda.memory_allocated(device))
-        method = "torch.cuda.max_memory_allocated - memory_allocated at the baseline"
-    else:
-        cpu_memory = _CpuMemory()
-        baseline, method = cpu_memory.baseline, cpu_memory.method
+    train, valid = process.batches(2)
+    process.start_memory()
 
     arch_times: list[float] = []
     iteration: Callable[[], None]
@@ -507,9 +358,9 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
             arch_lr=ARCH_LEARNING_RATE,
             arch_betas=ARCH_BETAS,
             arch_weight_decay=ARCH_WEIGHT_DECAY,
-            weight_lr=LEARNING_RATE,
-            momentum=MOMENTUM,
-            weight_decay=WEIGHT_DECAY,
+            weight_lr=_peer.LEARNING_RATE,
+            momentum=_peer.MOMENTUM,
+            weight_decay=_peer.WEIGHT_DECAY,
             grad_clip=GRAD_CLIP,
             seed=config.seed,
             device=device,
@@ -522,11 +373,8 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
             train_batch: tuple[torch.Tensor, torch.Tensor],
             valid_batch: tuple[torch.Tensor, torch.Tensor],
         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-            sync()
-            start = time.perf_counter()
-            found = arch_gradient(train_batch, valid_batch)
-            sync()
-            arch_times.append((time.perf_counter() - start) * 1000.0)
+            found, ms = process.timed(lambda: arch_gradient(train_batch, valid_batch))
+            arch_times.append(ms)
             return found
 
         # Times the architecture step inside step(); the instance attribute shadows the method.
@@ -536,15 +384,10 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
             searcher.step(train, valid)
 
     else:
-        network = _peer_network(config, space.ops).to(device).train()
+        network = _peer.peer_network("DARTS-V1", config, space.ops).to(device).train()
         weights = sum(p.numel() for p in network.get_weights())
         alphas = sum(p.numel() for p in network.get_alphas())
-        w_optimizer = torch.optim.SGD(
-            network.get_weights(),
-            lr=LEARNING_RATE,
-            momentum=MOMENTUM,
-            weight_decay=WEIGHT_DECAY,
-        )
+        w_optimizer = _peer.weight_sgd(network.get_weights())
         a_optimizer = torch.optim.Adam(
             network.get_alphas(),
             lr=ARCH_LEARNING_RATE,
@@ -553,16 +396,15 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
         )
         criterion = nn.CrossEntropyLoss()
 
-        def iteration() -> None:
-            # search_func of xautodl's exps/NAS-Bench-201-algos/DARTS-V1.py, arch step first.
-            sync()
-            start = time.perf_counter()
+        def arch_step() -> None:
             a_optimizer.zero_grad()
             _, logits = network(valid[0])
             criterion(logits, valid[1]).backward()
             a_optimizer.step()
-            sync()
-            arch_times.append((time.perf_counter() - start) * 1000.0)
+
+        def iteration() -> None:
+            # search_func of xautodl's exps/NAS-Bench-201-algos/DARTS-V1.py, arch step first.
+            arch_times.append(process.timed(arch_step)[1])
             w_optimizer.zero_grad()
             _, logits = network(train[0])
             criterion(logits, train[1]).backward()
@@ -573,48 +415,15 @@ def _worker(spec: Mapping[str, Any]) -> dict[str, Any]:
     arch_ms: list[float] = []
     weight_ms: list[float] = []
     for k in range(config.warmup + config.steps):
-        sync()
-        start = time.perf_counter()
-        iteration()
-        sync()
-        total = (time.perf_counter() - start) * 1000.0
+        total = process.timed(iteration)[1]
         if k >= config.warmup:
             step_ms.append(total)
             arch_ms.append(arch_times[-1])
             weight_ms.append(total - arch_times[-1])
-
-    sync()
-    if device.type == "cuda":
-        peak = float(torch.cuda.max_memory_allocated(device)) - baseline
-    else:
-        assert cpu_memory is not None
-        peak = cpu_memory.peak()
-    return {
-        "side": side,
-        "step_ms": step_ms,
-        "arch_ms": arch_ms,
-        "weight_ms": weight_ms,
-        "peak_mb": peak / _MIB,
-        "baseline_mb": baseline / _MIB,
-        "memory_method": method,
-        "threads": torch.get_num_threads(),
-        "weights": weights,
-        "alphas": alphas,
-    }
-
-
-def _worker_main(argv: Sequence[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m optuna_nas.benchmarks._darts SPEC_JSON", file=sys.stderr)
-        return 2
-    try:
-        result = _worker(json.loads(argv[0]))
-    except NasError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(_RESULT_MARK + json.dumps(result), flush=True)
-    return 0
+    return process.result(
+        step_ms=step_ms, arch_ms=arch_ms, weight_ms=weight_ms, weights=weights, alphas=alphas
+    )
 
 
 if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))
+    sys.exit(_peer.worker_main(sys.argv[1:], _HARNESS.module, _worker))
