@@ -6,6 +6,8 @@ import contextlib
 import logging
 import math
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
@@ -188,6 +190,73 @@ def train(
         optuna.TrialPruned: The trial's pruner stopped the training.
         NonFiniteLossError: The loss became NaN or infinite.
     """
+    criterion = nn.CrossEntropyLoss()
+
+    def loss(output: torch.Tensor | tuple[torch.Tensor, ...], labels: torch.Tensor) -> Any:
+        if isinstance(output, tuple):  # (logits, aux_logits) of a model's auxiliary head
+            return criterion(output[0], labels) + auxiliary_weight * criterion(output[1], labels)
+        return criterion(output, labels)
+
+    def cut(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return _cutout(images, cutout, generator)
+
+    task = _Task(
+        loss=loss,
+        metric=lambda dev: evaluate(model, data.valid, device=dev, amp=amp),
+        metric_name="accuracy",
+        augment=cut if cutout > 0 else None,
+    )
+    return _fit(
+        model, data.train, task, epochs=epochs, trial=trial, lr=lr, lr_min=lr_min,
+        momentum=momentum, weight_decay=weight_decay, batch_size=batch_size, grad_clip=grad_clip,
+        drop_path_rate=drop_path_rate, seed=seed, device=device, amp=amp, num_workers=num_workers,
+    )
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What :func:`_fit` trains for; the rest of the loop is the same for every task.
+
+    Args:
+        loss: The training loss (a scalar tensor) of the model's output and the batch's
+            targets; typed ``Any``, as a loss module's call is.
+        metric: The validation score after an epoch, of the device; reported to the trial.
+        metric_name: The score's name in the pruning message.
+        augment: Applied to each training batch of inputs (on the CPU, before the device),
+            with the generator that also shuffles the data; ``None`` for none.
+        check_weights: Whether to stop when the weights become NaN or infinite after an
+            epoch whose losses were finite.
+    """
+
+    loss: Callable[[Any, torch.Tensor], Any]
+    metric: Callable[[torch.device], float]
+    metric_name: str
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    check_weights: bool = True
+
+
+def _fit(
+    model: nn.Module,
+    train_set: Dataset[Any],
+    task: _Task,
+    *,
+    epochs: int,
+    trial: optuna.Trial | None,
+    lr: float,
+    lr_min: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int,
+    grad_clip: float | None,
+    drop_path_rate: float,
+    seed: int,
+    device: str | torch.device | None,
+    amp: bool,
+    num_workers: int,
+) -> float:
+    # The epoch loop of train and train_segmentation: device, seeding, the trial's params
+    # and flops, SGD with a cosine schedule, mixed precision, gradient clipping, stopping on
+    # a non-finite loss, reporting and pruning. The arguments are those of train.
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
     dev = _resolve_device(device)
@@ -195,46 +264,41 @@ def train(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     if trial is not None:
-        sample, _ = data.train[0]
+        sample, _ = train_set[0]
         trial.set_user_attr("params", count_parameters(model))
         trial.set_user_attr("flops", count_flops(model, tuple(sample.shape)))
-    n_train = len(data.train)  # type: ignore[arg-type]
+    n_train = len(train_set)  # type: ignore[arg-type]
     loader = DataLoader(
-        data.train,
+        train_set,
         batch_size=batch_size,
         shuffle=True,
         generator=generator,
         num_workers=num_workers,
         # Only a lone last sample is dropped: a batch of one breaks batch norm on 1x1 maps
-        # (e.g. in the auxiliary head); any other remainder is trained on.
+        # (e.g. in the auxiliary head or the ASPP's coarsest features); any other remainder
+        # is trained on.
         drop_last=n_train > batch_size and n_train % batch_size == 1,
     )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
+    # A disabled scaler passes the loss and the step straight through (no AMP, or bfloat16).
     scaler = torch.amp.GradScaler(
         "cuda", enabled=amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported()
     )
-    criterion = nn.CrossEntropyLoss()
-    accuracy = 0.0
+    score = 0.0
     for epoch in range(epochs):
         model.train()
         if hasattr(model, "drop_path_prob"):
             setattr(model, "drop_path_prob", drop_path_rate * epoch / epochs)  # noqa: B010
-        for step, (images, labels) in enumerate(loader):
-            if cutout > 0:
-                images = _cutout(images, cutout, generator)
-            images, labels = images.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+        for step, (inputs, targets) in enumerate(loader):
+            if task.augment is not None:
+                inputs = task.augment(inputs, generator)
+            inputs, targets = inputs.to(dev, non_blocking=True), targets.to(dev, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with _autocast(dev, amp):
-                output = model(images)
-                if isinstance(output, tuple):
-                    loss = criterion(output[0], labels) + auxiliary_weight * criterion(
-                        output[1], labels
-                    )
-                else:
-                    loss = criterion(output, labels)
+                loss = task.loss(model(inputs), targets)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 _diverged(trial, f"The training loss became {loss_value} at epoch {epoch}, "
@@ -247,13 +311,15 @@ def train(
             scaler.update()
         scheduler.step()
         # A finite loss can still come with NaN gradients that poison the weights.
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        if task.check_weights and not all(
+            bool(torch.isfinite(p).all()) for p in model.parameters()
+        ):
             _diverged(trial, f"The weights became NaN or infinite in epoch {epoch} (lr={lr:g})")
-        accuracy = evaluate(model, data.valid, device=dev, amp=amp)
+        score = task.metric(dev)
         if trial is not None:
-            trial.report(accuracy, epoch)
+            trial.report(score, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(
-                    f"Pruned at epoch {epoch} with validation accuracy {accuracy:.4f}."
+                    f"Pruned at epoch {epoch} with validation {task.metric_name} {score:.4f}."
                 )
-    return accuracy
+    return score

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
@@ -12,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from optuna_nas.autodeeplab._data import SegmentationData
 from optuna_nas.autodeeplab._metrics import ConfusionMatrix
-from optuna_nas.training import _diverged, _resolve_device, count_flops, count_parameters
+from optuna_nas.training import _fit, _resolve_device, _Task
 
 __all__ = ["evaluate_miou", "train_segmentation"]
 
@@ -49,20 +48,10 @@ def evaluate_miou(
 
 
 def train_segmentation(
-    model: nn.Module,
-    data: SegmentationData,
-    *,
-    epochs: int,
-    trial: optuna.Trial | None = None,
-    lr: float = 0.05,
-    lr_min: float = 0.0,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    batch_size: int = 16,
-    grad_clip: float | None = 5.0,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    num_workers: int = 0,
+    model: nn.Module, data: SegmentationData, *, epochs: int, trial: optuna.Trial | None = None,
+    lr: float = 0.05, lr_min: float = 0.0, momentum: float = 0.9, weight_decay: float = 1e-4,
+    batch_size: int = 16, grad_clip: float | None = 5.0, seed: int = 0,
+    device: str | torch.device | None = None, num_workers: int = 0,
 ) -> float:
     """Train a segmentation network and report its validation mean IoU after every epoch.
 
@@ -82,12 +71,10 @@ def train_segmentation(
         data: The splits; ``data.valid`` is what is reported.
         epochs: Training epochs.
         trial: The Optuna trial to report to, or ``None``.
-        lr: Initial learning rate.
-        lr_min: Final learning rate of the cosine schedule.
-        momentum: SGD momentum.
-        weight_decay: L2 weight decay.
-        batch_size: Minibatch size.
-        grad_clip: Max gradient norm, or ``None`` for no clipping.
+        lr, lr_min, momentum, weight_decay, batch_size, grad_clip: The recipe, as in
+            :func:`optuna_nas.training.train` (its loop trains here too): the initial and
+            final learning rates of the cosine schedule, SGD's momentum and L2 weight
+            decay, the minibatch size, and the max gradient norm (``None``: no clipping).
         seed: Seed of the data order.
         device: Where to train; by default CUDA when available, else the CPU.
         num_workers: DataLoader worker processes.
@@ -99,47 +86,18 @@ def train_segmentation(
         optuna.TrialPruned: The trial's pruner stopped the training.
         NonFiniteLossError: The loss became NaN or infinite.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}.")
-    dev = _resolve_device(device)
-    model.to(dev)
-    torch.manual_seed(seed)
-    if trial is not None:
-        sample, _ = data.train[0]
-        trial.set_user_attr("params", count_parameters(model))
-        trial.set_user_attr("flops", count_flops(model, tuple(sample.shape)))
-    n_train = len(data.train)  # type: ignore[arg-type]
-    loader = DataLoader(
-        data.train, batch_size=batch_size, shuffle=True, num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),
-        # A batch of one breaks batch norm on the ASPP's coarsest features: drop a lone
-        # last sample, keep any other remainder.
-        drop_last=n_train > batch_size and n_train % batch_size == 1,
-    )
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum,
-                                weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr_min)
     criterion = nn.CrossEntropyLoss(ignore_index=data.ignore_index)
-    miou = 0.0
-    for epoch in range(epochs):
-        model.train()
-        for step, (images, masks) in enumerate(loader):
-            images, masks = images.to(dev), masks.to(dev)
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(images), masks)
-            if not math.isfinite(loss.item()):
-                _diverged(trial, f"The training loss became {loss.item()} at epoch {epoch}, "
-                          f"step {step} (lr={lr:g})")
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-        scheduler.step()
-        miou = evaluate_miou(model, data.valid, data.num_classes,
-                             ignore_index=data.ignore_index, device=dev)
-        if trial is not None:
-            trial.report(miou, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"Pruned at epoch {epoch} with validation mean IoU "
-                                         f"{miou:.4f}.")
-    return miou
+    task = _Task(
+        loss=criterion,
+        metric=lambda dev: evaluate_miou(
+            model, data.valid, data.num_classes, ignore_index=data.ignore_index, device=dev
+        ),
+        metric_name="mean IoU",
+        # Segmentation has always trained in full precision and without the weights check.
+        check_weights=False,
+    )
+    return _fit(
+        model, data.train, task, epochs=epochs, trial=trial, lr=lr, lr_min=lr_min,
+        momentum=momentum, weight_decay=weight_decay, batch_size=batch_size, grad_clip=grad_clip,
+        drop_path_rate=0.0, seed=seed, device=device, amp=False, num_workers=num_workers,
+    )
