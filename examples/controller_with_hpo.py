@@ -42,6 +42,7 @@ def main() -> None:
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
         load_if_exists=True,
     )
+    study.set_metric_names(["valid accuracy"])  # what optuna-dashboard's plots call it
     study.optimize(objective, n_trials=args.trials, catch=(nas.NonFiniteLossError,))
     print(f"best {study.best_value:.4f} with lr {study.best_params['lr']:.4g}")
     print(space.from_params(study.best_params))

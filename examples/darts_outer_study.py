@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> Outcome:
             pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
             load_if_exists=True,
         )
+        study.set_metric_names(["valid accuracy"])  # what optuna-dashboard's plots call it
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     remaining = args.trials - len(study.get_trials(deepcopy=False, states=finished))
     if remaining > 0:
@@ -135,6 +136,9 @@ def run(args: argparse.Namespace) -> Outcome:
         study_name=f"darts_retrain_{args.space}", storage=url, direction="maximize",
         load_if_exists=True,
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retrain.set_metric_names(["valid accuracy"])
     # One call puts the best trial's derived cell into the retraining study.
     nas.darts.enqueue_retraining(retrain, best, space=space, skip_if_exists=True)
     waiting = retrain.get_trials(deepcopy=False, states=(TrialState.WAITING,))

@@ -25,6 +25,7 @@ def main() -> None:
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed)
     )
+    study.set_metric_names(["valid accuracy"])  # what optuna-dashboard's plots call it
     study.optimize(objective)  # stops by itself when the simulated budget is spent
     best = objective.best
     assert best is not None

@@ -27,20 +27,18 @@ import os
 import tempfile
 import wsgiref.simple_server
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import optuna
 import torch
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, FancyArrowPatch, Rectangle
-from matplotlib.path import Path
-from matplotlib.transforms import Bbox
+from matplotlib.patches import Circle, Rectangle
 
 from optuna_nas.spaces._base import Architecture, SearchSpace
 from optuna_nas.spaces._darts import DartsCells
@@ -50,6 +48,7 @@ if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
 
 __all__ = [
+    "describe_architecture",
     "draw_alpha_history",
     "draw_architecture",
     "log_alpha_history",
@@ -57,59 +56,70 @@ __all__ = [
     "make_dashboard_server",
 ]
 
-_DPI = 100
+_DPI = 100  # of the op-weights chart
+#: Of the architecture pictures: sharp when opened from the trial page at full size.
+_PICTURE_DPI = 160
 
-#: Edge colour of each known op: one hue per family, darker for larger kernels.
+# Colour-blind-safe hues: Okabe & Ito's palette (https://jfly.uni-koeln.de/color/) and Paul
+# Tol's muted one (https://personal.sron.nl/~pault/), chosen so that the ops of each op set
+# differ under normal vision and under simulated protan-, deuter- and tritanopia.
 _OP_COLOURS: dict[str, str] = {
-    "none": "#9e9e9e",
-    "skip_connect": "#2b6cb0",
-    "avg_pool_3x3": "#2f855a",
-    "max_pool_3x3": "#dd6b20",
-    "max_pool_5x5": "#b7541a",
-    "max_pool_7x7": "#8a3c12",
-    "sep_conv_3x3": "#c53030",
-    "sep_conv_5x5": "#9b2c2c",
-    "sep_conv_7x7": "#742a2a",
-    "dil_conv_3x3": "#6b46c1",
-    "dil_conv_5x5": "#44337a",
-    "conv_1x1": "#8d6e63",
-    "nor_conv_1x1": "#8d6e63",
-    "conv_3x3": "#b83280",
-    "nor_conv_3x3": "#b83280",
-    "conv_1x3_3x1": "#0987a0",
-    "conv_1x7_7x1": "#086f83",
+    "none": "#bbbbbb",  # Tol's grey, dashed
+    "skip_connect": "#000000",  # Okabe-Ito black
+    "avg_pool_3x3": "#cc6677",  # Tol rose
+    "max_pool_3x3": "#332288",  # Tol indigo
+    "max_pool_5x5": "#aa4499",  # Tol purple
+    "max_pool_7x7": "#999933",  # Tol olive
+    "sep_conv_3x3": "#d55e00",  # Okabe-Ito vermillion
+    "sep_conv_5x5": "#882255",  # Tol wine
+    "sep_conv_7x7": "#cc79a7",  # Okabe-Ito reddish purple
+    "dil_conv_3x3": "#88ccee",  # Tol cyan
+    "dil_conv_5x5": "#0072b2",  # Okabe-Ito blue
+    "conv_1x1": "#e69f00",  # Okabe-Ito orange
+    "nor_conv_1x1": "#e69f00",  # NAS-Bench-201's name of the same op
+    "conv_3x3": "#117733",  # Tol green
+    "nor_conv_3x3": "#117733",
+    "conv_1x3_3x1": "#56b4e9",  # Okabe-Ito sky blue
+    "conv_1x7_7x1": "#ddcc77",  # Tol sand
 }
 #: Colours of ops outside the table above, chosen by a stable hash of the op name.
-_EXTRA_COLOURS = ("#2c7a7b", "#975a16", "#553c9a", "#97266d", "#276749", "#2a4365")
+_EXTRA_COLOURS = ("#009e73", "#44aa99", "#f0e442", "#0072b2", "#882255", "#999933")
 
 _INPUT_FILL = "#cfe8fc"
 _BLOCK_FILL = "#f4f4f4"
 _OUTPUT_FILL = "#ffd98e"
 _INK = "#263238"
 _MUTED = "#616161"
+_CONCAT = "#9e9e9e"  # the output's concatenation, no op
 
 
 def draw_architecture(
     space: SearchSpace,
     arch: Architecture,
     path: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
 ) -> bytes:
-    """Draw an architecture as a small PNG picture.
+    """Draw an architecture as a PNG picture.
 
     A :class:`~optuna_nas.spaces.NasBench201Space` architecture is drawn as its cell: nodes
     0 to 3 with the op of each of the six edges on the edge (``none`` edges dashed and
     grey). A :class:`~optuna_nas.spaces.DartsCells` or
-    :class:`~optuna_nas.spaces.NasNetCells` architecture is drawn as its normal and
-    reduction cells side by side: the inputs ``c_{k-2}`` and ``c_{k-1}``, the blocks with
-    the ops of their two inputs on the edges (and each block's combine where the space
-    chooses it), and the output ``c_{k}`` fed by the concatenated blocks. Any other space
-    is drawn as a table of its decisions and their values. Edges are coloured by op with a
-    fixed palette, so one op has one colour in every picture.
+    :class:`~optuna_nas.spaces.NasNetCells` architecture is drawn as its normal cell above
+    its reduction cell: the inputs 0 (``c_{k-2}``) and 1 (``c_{k-1}``), the blocks ``n2``,
+    ``n3``, ... named as in the params, with the ops of their two inputs on the edges (and
+    each block's combine where the space chooses it), and the output ``c_{k}`` fed by the
+    concatenated blocks. The cells are laid out in layers by networkx, each layer ordered to
+    reduce crossings. Any other space is drawn as a table of its decisions and their values.
+    Ops are coloured with a fixed colour-blind-safe palette, so one op has one colour in
+    every picture and the ops of one space are told apart.
 
     Args:
         space: The search space of the architecture.
         arch: An architecture of ``space``.
         path: Where to also write the picture, if given.
+        title: The picture's heading, e.g. ``"trial 3 · valid accuracy 0.9123"``; the
+            space's name by default (it then comes under the heading).
 
     Returns:
         The picture, PNG-encoded.
@@ -117,22 +127,32 @@ def draw_architecture(
     Raises:
         ArchitectureError: ``arch`` is not an architecture of ``space``.
     """
-    space._check_space(arch)
-    fig = Figure(dpi=_DPI, facecolor="white")
-    FigureCanvasAgg(fig)
-    if isinstance(space, NasBench201Space):
-        _draw_nasbench201(fig, space, arch)
-    elif isinstance(space, DartsCells):
-        _draw_darts(fig, space, arch)
-    else:
-        _draw_table(fig, space, arch)
+    fig = _architecture_figure(space, arch, title)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=_DPI, facecolor="white", metadata={"Software": None})
+    fig.savefig(buffer, format="png", dpi=_PICTURE_DPI, facecolor="white",
+                metadata={"Software": None})
     picture = buffer.getvalue()
     if path is not None:
         with open(path, "wb") as file:
             file.write(picture)
     return picture
+
+
+def _architecture_figure(space: SearchSpace, arch: Architecture, title: str | None) -> Figure:
+    space._check_space(arch)
+    fig = Figure(dpi=_PICTURE_DPI, facecolor="white")
+    FigureCanvasAgg(fig)
+    kind = f"{type(space).__name__} ({space.name})"
+    heading, subheading = (title, kind) if title else (kind, "")
+    if isinstance(space, NasBench201Space):
+        cells = [("", _nasbench201_graph(space, arch))]
+        _draw_cells(fig, cells, heading, subheading or "NAS-Bench-201 cell",
+                    footer=_shorten(str(arch), 140))
+    elif isinstance(space, DartsCells):
+        _draw_cells(fig, _darts_graphs(space, arch), heading, subheading)
+    else:
+        _draw_table(fig, heading, subheading, arch)
+    return fig
 
 
 def log_architecture(
@@ -141,21 +161,28 @@ def log_architecture(
     arch: Architecture,
     *,
     artifact_store: ArtifactStore,
+    value: float | None = None,
 ) -> str:
     """Record an architecture on a running trial, with its picture for optuna-dashboard.
 
-    Sets the trial's user attrs ``arch`` (the architecture's string form) and
-    ``arch_space`` (the space's name), and uploads :func:`draw_architecture`'s picture as
-    an ``image/png`` artifact of the trial. optuna-dashboard, started with the same artifact
-    store (e.g. ``optuna-dashboard sqlite:///db.sqlite3 --artifact-dir DIR`` for a
-    :class:`~optuna.artifacts.FileSystemArtifactStore` on ``DIR``), shows the picture on
-    the trial's page.
+    Sets the trial's user attrs ``arch`` (the architecture's string form, which
+    ``space.parse`` reads back) and ``arch_space`` (the space's name), writes a readable
+    multi-line form of the architecture into the trial's note (optuna-dashboard's
+    ``save_note``), and uploads :func:`draw_architecture`'s picture as an ``image/png``
+    artifact of the trial, titled ``trial N`` and, given a value, ``trial N · name value``
+    with the study's first metric name (``study.set_metric_names``; ``value`` without one).
+    optuna-dashboard, started with the same artifact store (e.g. ``optuna-dashboard
+    sqlite:///db.sqlite3 --artifact-dir DIR`` for a
+    :class:`~optuna.artifacts.FileSystemArtifactStore` on ``DIR``), shows both on the
+    trial's page.
 
     Args:
         trial: The running trial, e.g. the one ``study.optimize`` passes to the objective.
         space: The search space of the architecture.
         arch: An architecture of ``space``, e.g. ``space.suggest(trial)``.
         artifact_store: The artifact store to upload the picture to.
+        value: The trial's value so far, for the picture's title, e.g. its accuracy when
+            logged after training; ``None`` (or not finite) leaves it out.
 
     Returns:
         The artifact id of the picture.
@@ -163,10 +190,70 @@ def log_architecture(
     Raises:
         ArchitectureError: ``arch`` is not an architecture of ``space``.
     """
-    picture = draw_architecture(space, arch)
+    import optuna_dashboard
+
+    names = trial.study.metric_names
+    picture = draw_architecture(
+        space, arch, title=_picture_title(trial.number, value, names[0] if names else None)
+    )
     trial.set_user_attr("arch", str(arch))
     trial.set_user_attr("arch_space", space.name)
+    optuna_dashboard.save_note(trial, describe_architecture(space, arch))
     return _upload_png(trial, picture, f"architecture-trial-{trial.number}.png", artifact_store)
+
+
+def describe_architecture(space: SearchSpace, arch: Architecture) -> str:
+    """A readable multi-line (Markdown) form of an architecture, e.g. for a trial's note.
+
+    A cell space lists each node with the ops that feed it, named as in the params and the
+    picture (``n3 = sep_conv_3x3(0) + skip_connect(n2)``); any other space lists its
+    decisions and their values.
+
+    Args:
+        space: The search space of the architecture.
+        arch: An architecture of ``space``.
+
+    Returns:
+        The Markdown text.
+
+    Raises:
+        ArchitectureError: ``arch`` is not an architecture of ``space``.
+    """
+    space._check_space(arch)
+    lines = [f"**Architecture** ({type(space).__name__}, space `{space.name}`)", ""]
+    if isinstance(space, NasBench201Space):
+        cells = [("cell", _nasbench201_graph(space, arch))]
+    elif isinstance(space, DartsCells):
+        cells = _darts_graphs(space, arch)
+    else:
+        lines += [f"- `{name}` = `{value}`" for name, value in arch.values]
+        return "\n".join(lines) + "\n"
+    for title, graph in cells:
+        lines.append(f"*{title}*")
+        lines.append("")
+        for node, data in graph.nodes(data=True):
+            sources = [(u, op) for u, _, op in graph.in_edges(node, data="op")]
+            if not sources:
+                continue
+            name = "output" if node == "out" else f"node {node}" if node.isdigit() else node
+            if node == "out":
+                terms = [f"`{u}`" for u, _ in sources]
+                joined = "concat(" + ", ".join(terms) + ")"
+            else:
+                terms = [f"`{op}({u})`" for u, op in sources]
+                combine = data.get("combine") or "sum"
+                joined = " + ".join(terms) if combine in ("sum", "add") else (
+                    f"{combine}(" + ", ".join(terms) + ")")
+            lines.append(f"- **{name}** = {joined}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _picture_title(number: int, value: float | None, metric: str | None) -> str:
+    title = f"trial {number}"
+    if value is not None and math.isfinite(value):
+        title += f" · {metric or 'value'} {value:.4g}"
+    return title
 
 
 def draw_alpha_history(
@@ -309,314 +396,202 @@ def _op_colour(op: str) -> str:
     return colour
 
 
-@dataclass(frozen=True)
-class _Node:
-    xy: tuple[float, float]
-    label: str
-    fill: str
-    radius: float = 0.3
-    caption: str = ""
+_RADIUS = 0.3  # of a node, in units of the distance between two nodes of a layer
+_LAYER_GAP = 2.5  # between layers, in the same units: room for a label between them
+_INCH = 0.68  # inches per unit
+_BOW = 0.3  # how far an edge that skips layers bows round them (matplotlib's arc3 rad)
+_PARALLEL_BOW = 0.2  # how far two edges between the same nodes bow apart
 
 
-@dataclass(frozen=True)
-class _Edge:
-    source: str
-    target: str
-    op: str = ""
-    rad: float = 0.0
+def _nasbench201_graph(space: NasBench201Space, arch: Architecture) -> nx.MultiDiGraph:
+    # Nodes 0 to 3, as the params name them (``arch/2<-1`` is the edge from node 1 to 2).
+    graph = nx.MultiDiGraph()
+    for i in range(4):
+        fill = _INPUT_FILL if i == 0 else _OUTPUT_FILL if i == 3 else _BLOCK_FILL
+        caption = "input" if i == 0 else "output" if i == 3 else ""
+        graph.add_node(str(i), label=str(i), caption=caption, fill=fill)
+    for decision, op in zip(space.decisions, space.edge_ops(arch), strict=True):
+        target, source = decision.name.split("<-")
+        graph.add_edge(source, target, op=op)
+    return graph
 
 
-class _Graph:
-    """Nodes and arrows on an equal-aspect axes, with edge labels placed clear of others."""
-
-    def __init__(self, ax: Axes, nodes: dict[str, _Node]) -> None:
-        self.ax = ax
-        self.nodes = nodes
-        self.circles: dict[str, Circle] = {}
-        canvas = ax.figure.canvas
-        assert isinstance(canvas, FigureCanvasAgg)
-        get_renderer: Callable[[], RendererAgg] = canvas.get_renderer  # untyped upstream
-        self.renderer = get_renderer()
-        self.boxes: list[Bbox] = []
-        self.curves: list[tuple[_Edge, npt.NDArray[np.float64]]] = []
-        ax.apply_aspect()
-
-    def draw_nodes(self) -> None:
-        """Draw every node as a circle with its label (and caption) inside."""
-        for key, node in self.nodes.items():
-            circle = Circle(
-                node.xy, node.radius, facecolor=node.fill, edgecolor=_INK, lw=1.2, zorder=3
-            )
-            self.ax.add_patch(circle)
-            self.circles[key] = circle
-            self.boxes.append(circle.get_window_extent(self.renderer))
-            x, y = node.xy
-            if node.caption:
-                shift = node.radius * 0.3
-                self.ax.text(
-                    x,
-                    y + shift,
-                    node.label,
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    color=_INK,
-                    zorder=4,
-                )
-                self.ax.text(
-                    x,
-                    y - node.radius * 0.45,
-                    node.caption,
-                    ha="center",
-                    va="center",
-                    fontsize=6,
-                    style="italic",
-                    color=_MUTED,
-                    zorder=4,
-                )
-            else:
-                self.ax.text(
-                    x, y, node.label, ha="center", va="center", fontsize=9, color=_INK, zorder=4
-                )
-
-    def route(self, source: str, target: str, op: str, bends: Sequence[float]) -> _Edge:
-        """The edge with the first bend (arc3's rad) whose curve misses every other node."""
-        others = [n for key, n in self.nodes.items() if key not in (source, target)]
-        for rad in bends:
-            edge = _Edge(source, target, op, rad)
-            points = [self._point(edge, step / 20) for step in range(1, 20)]
-            if all(
-                math.hypot(x - node.xy[0], y - node.xy[1]) > node.radius + 0.12
-                for node in others
-                for x, y in points
-            ):
-                return edge
-        return _Edge(source, target, op, bends[-1])
-
-    def draw_edge(self, edge: _Edge) -> None:
-        """Draw an edge, coloured by its op (plain grey without one); no label yet."""
-        if edge.op:
-            colour = _op_colour(edge.op)
-            style, width = ("--", 1.1) if edge.op == "none" else ("-", 1.8)
-        else:
-            colour, style, width = "#9e9e9e", "-", 1.0
-        # The part of arc3's curve between the two circles, as one quadratic Bezier piece.
-        source, target = self.nodes[edge.source], self.nodes[edge.target]
-        a = self._leave(edge, source, 0.0, 0.5)
-        b = self._leave(edge, target, 1.0, 0.5)
-        controls = [
-            self._blossom(edge, a, a),
-            self._blossom(edge, a, b),
-            self._blossom(edge, b, b),
-        ]
-        path = Path(controls, [Path.MOVETO, Path.CURVE3, Path.CURVE3])
-        self.ax.add_patch(
-            FancyArrowPatch(
-                path=path,
-                arrowstyle="-|>",
-                mutation_scale=11,
-                color=colour,
-                lw=width,
-                linestyle=style,
-                zorder=2,
-            )
-        )
-        ts = np.linspace(a, b, 40)
-        points = np.array([self._point(edge, float(t)) for t in ts])
-        self.curves.append((edge, self.ax.transData.transform(points)))
-
-    def label_edges(self, edges: Sequence[_Edge], *, prefer: float = 0.6) -> None:
-        """Write each edge's op on it, where it covers the fewest labels, nodes and lines.
-
-        Args:
-            edges: The edges to label, in order; the earlier ones get the better places.
-            prefer: Where along an edge a label goes, all else being equal (0 to 1).
-        """
-        for edge in edges:
-            colour = _op_colour(edge.op)
-            text = self.ax.text(
-                0,
-                0,
-                edge.op,
-                ha="center",
-                va="center",
-                fontsize=7,
-                color=colour,
-                zorder=5,
-                bbox={
-                    "boxstyle": "round,pad=0.2",
-                    "facecolor": "white",
-                    "edgecolor": colour,
-                    "lw": 0.8,
-                },
-            )
-            others = [points for other, points in self.curves if other is not edge]
-            lines = np.concatenate(others) if others else np.empty((0, 2))
-            best: tuple[float, tuple[float, float], Bbox] | None = None
-            for step in range(3, 18):
-                t = step / 20
-                point = self._point(edge, t)
-                text.set_position(point)
-                box = text.get_window_extent(self.renderer).expanded(1.12, 1.5)
-                crossed = (
-                    (lines[:, 0] >= box.x0)
-                    & (lines[:, 0] <= box.x1)
-                    & (lines[:, 1] >= box.y0)
-                    & (lines[:, 1] <= box.y1)
-                )
-                cost = sum(_overlap(box, other) for other in self.boxes)
-                cost += 40.0 * float(np.count_nonzero(crossed)) + 60.0 * abs(t - prefer)
-                if best is None or cost < best[0]:
-                    best = (cost, point, box)
-            assert best is not None
-            text.set_position(best[1])
-            self.boxes.append(best[2])
-
-    def _leave(self, edge: _Edge, node: _Node, inside: float, outside: float) -> float:
-        # Bisect for where the curve crosses the node's circle (plus a small gap).
-        radius = node.radius + 0.03
-        for _ in range(30):
-            middle = (inside + outside) / 2
-            x, y = self._point(edge, middle)
-            if math.hypot(x - node.xy[0], y - node.xy[1]) < radius:
-                inside = middle
-            else:
-                outside = middle
-        return (inside + outside) / 2
-
-    def _control(self, edge: _Edge) -> tuple[float, float]:
-        # arc3's control point, in data units (the axes has an equal aspect).
-        (x0, y0), (x2, y2) = self.nodes[edge.source].xy, self.nodes[edge.target].xy
-        return (x0 + x2) / 2 + edge.rad * (y2 - y0), (y0 + y2) / 2 - edge.rad * (x2 - x0)
-
-    def _blossom(self, edge: _Edge, u: float, v: float) -> tuple[float, float]:
-        # The quadratic curve's polar form: (f(a, a), f(a, b), f(b, b)) are the control
-        # points of its piece between a and b.
-        (x0, y0), (x2, y2) = self.nodes[edge.source].xy, self.nodes[edge.target].xy
-        cx, cy = self._control(edge)
-        w0, w1, w2 = (1 - u) * (1 - v), u * (1 - v) + v * (1 - u), u * v
-        return w0 * x0 + w1 * cx + w2 * x2, w0 * y0 + w1 * cy + w2 * y2
-
-    def _point(self, edge: _Edge, t: float) -> tuple[float, float]:
-        return self._blossom(edge, t, t)
-
-
-def _overlap(a: Bbox, b: Bbox) -> float:
-    width = min(a.x1, b.x1) - max(a.x0, b.x0)
-    height = min(a.y1, b.y1) - max(a.y0, b.y0)
-    return width * height if width > 0 and height > 0 else 0.0
-
-
-def _graph_axes(
-    fig: Figure, rect: Sequence[float], xlim: tuple[float, float], ylim: tuple[float, float]
-) -> Axes:
-    ax = fig.add_axes((rect[0], rect[1], rect[2], rect[3]))
-    ax.set_xlim(*xlim)
-    ax.set_ylim(*ylim)
-    ax.set_aspect("equal", adjustable="box")
-    ax.set_axis_off()
-    return ax
-
-
-def _draw_nasbench201(fig: Figure, space: NasBench201Space, arch: Architecture) -> None:
-    fig.set_size_inches(8.0, 3.6)
-    ops = space.edge_ops(arch)
-    gap = 1.7
-    ax = _graph_axes(fig, (0.02, 0.1, 0.96, 0.8), (-0.55, 3 * gap + 0.55), (-1.25, 1.75))
-    nodes = {
-        str(i): _Node(
-            (i * gap, 0.0),
-            str(i),
-            _INPUT_FILL if i == 0 else _OUTPUT_FILL if i == 3 else _BLOCK_FILL,
-            radius=0.33,
-            caption="input" if i == 0 else "output" if i == 3 else "",
-        )
-        for i in range(4)
-    }
-    # Edges in the benchmark's order (1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2); the longer ones
-    # arc above or below the row of nodes.
-    rads = {(1, 0): 0.0, (2, 0): -0.5, (2, 1): 0.0, (3, 0): -0.55, (3, 1): 0.5, (3, 2): 0.0}
-    edges = [
-        _Edge(str(source), str(target), op, rads[(target, source)])
-        for (target, source), op in zip(rads, ops, strict=True)
-    ]
-    graph = _Graph(ax, nodes)
-    graph.draw_nodes()
-    for edge in edges:
-        graph.draw_edge(edge)
-    graph.label_edges(edges, prefer=0.5)
-    fig.text(0.015, 0.955, "NAS-Bench-201 cell", fontsize=11, weight="bold", color=_INK, va="top")
-    fig.text(
-        0.5,
-        0.025,
-        _shorten(str(arch), 140),
-        ha="center",
-        va="bottom",
-        fontsize=7,
-        family="monospace",
-        color=_MUTED,
-    )
-
-
-def _draw_darts(fig: Figure, space: DartsCells, arch: Architecture) -> None:
+def _darts_graphs(space: DartsCells, arch: Architecture) -> list[tuple[str, nx.MultiDiGraph]]:
     genotype = space.genotype(arch)
-    steps = space.steps
-    fig.set_size_inches(9.2, 4.6)
     cells = (
         ("normal cell", genotype.normal, genotype.normal_concat, genotype.normal_combine),
         ("reduction cell", genotype.reduce, genotype.reduce_concat, genotype.reduce_combine),
     )
-    half = 2.0
-    ys = [half - k * 2 * half / max(steps - 1, 1) for k in range(steps)]
-    for index, (title, ops, concat, combine) in enumerate(cells):
-        ax = _graph_axes(
-            fig, (0.01 + index * 0.5, 0.01, 0.48, 0.87), (-0.5, 4.9), (-half - 0.4, half + 0.4)
-        )
-        nodes = {
-            "0": _Node((0.0, 1.2), "$c_{k-2}$", _INPUT_FILL, radius=0.38),
-            "1": _Node((0.0, -1.2), "$c_{k-1}$", _INPUT_FILL, radius=0.38),
-            "out": _Node((4.45, 0.0), "$c_{k}$", _OUTPUT_FILL, radius=0.38),
-        }
-        for k in range(steps):
-            nodes[str(k + 2)] = _Node(
-                (2.2 + 0.85 * (k % 2), ys[k]),
-                str(k),
-                _BLOCK_FILL,
-                radius=min(0.3, 0.85 * half / max(steps - 1, 1)),
-                caption=combine[k] if space.combine and combine else "",
-            )
-        graph = _Graph(ax, nodes)
-        edges: list[_Edge] = []
-        for k in range(steps):
-            (op1, i), (op2, j) = ops[2 * k], ops[2 * k + 1]
-            for op, source, side in ((op1, i, 1.0), (op2, j, -1.0)):
-                # Straight where the line misses every other node, else the least arc
-                # that does; two edges between the same nodes bend apart.
-                bends = (0.0, -0.3, 0.3, -0.5, 0.5) if i != j else (0.2, 0.35, 0.5)
-                edge = graph.route(str(source), str(k + 2), op, [b * side for b in bends])
-                edges.append(edge)
-        graph.draw_nodes()
+    graphs = []
+    for title, ops, concat, combine in cells:
+        # Named as the params name them: inputs 0 and 1 (``c_{k-2}``, ``c_{k-1}``) and the
+        # blocks n2, n3, ... (``normal/n3/inputs`` = ``0,2`` reads input 0 and block n2).
+        graph = nx.MultiDiGraph()
+        graph.add_node("0", label="0", caption="$c_{k-2}$", fill=_INPUT_FILL)
+        graph.add_node("1", label="1", caption="$c_{k-1}$", fill=_INPUT_FILL)
+        for k in range(space.steps):
+            caption = combine[k] if combine else ""
+            graph.add_node(_state(k + 2), label=_state(k + 2), caption=caption, combine=caption,
+                           fill=_BLOCK_FILL)
+        graph.add_node("out", label="$c_{k}$", caption="output", fill=_OUTPUT_FILL)
+        for k in range(space.steps):
+            for op, source in ops[2 * k : 2 * k + 2]:
+                graph.add_edge(_state(source), _state(k + 2), op=op)
         for state in concat:
-            graph.draw_edge(graph.route(str(state), "out", "", (0.0, 0.25, -0.25, 0.45)))
-        for edge in edges:
-            graph.draw_edge(edge)
-        # The shorter edges first: they have the least room for a label.
-        graph.label_edges(sorted(edges, key=lambda e: _length(nodes, e)))
-        ax.set_title(title, loc="left", fontsize=10, color=_INK, pad=2)
-    fig.text(
-        0.01,
-        0.985,
-        f"{type(space).__name__} ({space.name})",
-        fontsize=11,
-        weight="bold",
-        color=_INK,
-        va="top",
-    )
+            graph.add_edge(_state(state), "out", op="")
+        graphs.append((title, graph))
+    return graphs
 
 
-def _length(nodes: dict[str, _Node], edge: _Edge) -> float:
-    (x0, y0), (x1, y1) = nodes[edge.source].xy, nodes[edge.target].xy
-    return math.hypot(x1 - x0, y1 - y0)
+def _state(index: int) -> str:
+    return str(index) if index < 2 else f"n{index}"
+
+
+def _layout(graph: nx.MultiDiGraph) -> dict[str, tuple[float, float]]:
+    """Node positions from networkx's layered layout, each layer ordered to reduce crossings.
+
+    The layers are ``topological_generations``; within each, the nodes go in the order of
+    the mean height of their predecessors (a barycentre pass down the layers, Sugiyama et
+    al. 1981); ``multipartite_layout`` places them, one unit apart within a layer.
+    """
+    layers: list[list[str]] = []
+    height: dict[str, float] = {}
+    for generation in nx.topological_generations(graph):
+        layer = sorted(generation, key=lambda n: (
+            np.mean([height[p] for p in graph.predecessors(n)] or [0.0]), n))
+        height |= {n: i - (len(layer) - 1) / 2 for i, n in enumerate(layer)}
+        layers.append(layer)
+    placed = nx.multipartite_layout(graph, subset_key=dict(enumerate(layers)), scale=1)
+    # multipartite_layout scales the grid into [-1, 1]: back to one unit between the nodes
+    # of a layer, whose heights it keeps in proportion.
+    spread = max(height.values()) - min(height.values())
+    ys = [float(y) for _, y in placed.values()]
+    unit = (max(ys) - min(ys)) / spread if spread else 1.0
+    x0 = float(placed[layers[0][0]][0])
+    step = (float(placed[layers[-1][0]][0]) - x0) / max(len(layers) - 1, 1) or 1.0
+    return {n: ((float(x) - x0) / step * _LAYER_GAP, float(y) / unit if spread else 0.0)
+            for n, (x, y) in placed.items()}
+
+
+def _bows(graph: nx.MultiDiGraph, pos: Mapping[str, tuple[float, float]]) -> dict[
+        tuple[str, str, int], float]:
+    """Each edge's bow (arc3 rad): an edge that skips layers bows round the nodes between,
+    away from the middle of the picture; two edges between the same nodes bow apart."""
+    bows = {}
+    for u, v, k in graph.edges(keys=True):
+        (xu, yu), (xv, yv) = pos[u], pos[v]
+        if graph.number_of_edges(u, v) > 1:
+            bows[(u, v, k)] = _PARALLEL_BOW * (1 if k % 2 else -1)
+        elif xv - xu > _LAYER_GAP * 1.5:
+            middle = (yu + yv) / 2
+            upward = middle > 0 or (middle == 0 and int(u.lstrip("n") or 0) % 2 == 0)
+            bows[(u, v, k)] = -_BOW if upward else _BOW  # arc3 bows right of travel for rad > 0
+        else:
+            bows[(u, v, k)] = 0.0
+    return bows
+
+
+def _bounds(
+    pos: Mapping[str, tuple[float, float]], bows: Mapping[tuple[str, str, int], float]
+) -> tuple[float, float, float, float]:
+    points = list(pos.values())
+    for (u, v, _), rad in bows.items():
+        # A quadratic curve reaches halfway from its chord's middle to its control point.
+        (xu, yu), (xv, yv) = pos[u], pos[v]
+        dx, dy = xv - xu, yv - yu
+        points.append(((xu + xv) / 2 + rad * dy / 2, (yu + yv) / 2 - rad * dx / 2))
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    margin = _RADIUS + 0.15
+    return min(xs) - margin, max(xs) + margin, min(ys) - margin, max(ys) + margin
+
+
+def _draw_graph(
+    ax: Axes,
+    graph: nx.MultiDiGraph,
+    pos: Mapping[str, tuple[float, float]],
+    bows: Mapping[tuple[str, str, int], float],
+) -> None:
+    """Nodes as labelled discs; edges drawn by networkx, coloured and labelled by op."""
+    for node, data in graph.nodes(data=True):
+        x, y = pos[node]
+        ax.add_patch(Circle((x, y), _RADIUS, facecolor=data["fill"], edgecolor=_INK, lw=1.2,
+                            zorder=3, gid=f"node {node}"))
+        caption = data["caption"]
+        ax.text(x, y + (0.08 if caption else 0.0), data["label"], ha="center", va="center",
+                fontsize=9, color=_INK, zorder=4, gid=f"label {node}")
+        if caption:
+            ax.text(x, y - 0.13, caption, ha="center", va="center", fontsize=6.5,
+                    style="italic", color=_MUTED, zorder=4)
+    # networkx keeps arrows clear of a node by its marker size, in points squared.
+    node_size = (2 * _RADIUS * _INCH * 72) ** 2
+    arrived: dict[str, int] = {}
+    for u, v, k, op in graph.edges(keys=True, data="op"):
+        if op:
+            colour = _op_colour(op)
+            style, width = ("--", 1.2) if op == "none" else ("-", 2.0)
+        else:  # the output's concatenation
+            colour, style, width = _CONCAT, "-", 1.0
+        edge = nx.DiGraph([(u, v)])
+        connection = f"arc3,rad={bows[(u, v, k)]}"
+        (arrow,) = nx.draw_networkx_edges(
+            edge, pos, ax=ax, edge_color=colour, style=style, width=width, arrows=True,
+            arrowstyle="-|>", arrowsize=11, node_size=node_size, connectionstyle=connection,
+            hide_ticks=False)
+        arrow.set_gid(f"edge {u} {v} {op}")
+        arrow.set_zorder(2)
+        if op:
+            # Past the middle, where edges into one node have not yet met (networkx counts
+            # label_pos from the source); every other edge into one node further back, so
+            # that two labels arriving side by side do not sit on each other.
+            rank = arrived[v] = arrived.get(v, -1) + 1
+            (label,) = nx.draw_networkx_edge_labels(
+                edge, pos, ax=ax, edge_labels={(u, v): op}, label_pos=0.55 - 0.17 * (rank % 2),
+                font_size=7.5, font_color=_INK, rotate=False, node_size=node_size,
+                connectionstyle=connection, hide_ticks=False,
+                bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": colour,
+                      "lw": 1.3}).values()
+            label.set_zorder(5)
+
+
+def _draw_cells(
+    fig: Figure,
+    cells: Sequence[tuple[str, nx.MultiDiGraph]],
+    heading: str,
+    subheading: str,
+    footer: str = "",
+) -> None:
+    """The cells one below the other, each laid out by networkx, under a heading."""
+    laid = []
+    for title, graph in cells:
+        pos = _layout(graph)
+        bows = _bows(graph, pos)
+        laid.append((title, graph, pos, bows, _bounds(pos, bows)))
+    width = max(x1 - x0 for _, _, _, _, (x0, x1, _, _) in laid) * _INCH + 0.3
+    top, foot, title_height = 0.62, 0.3 if footer else 0.1, 0.28
+    bands = [(y1 - y0) * _INCH + (title_height if title else 0.0)
+             for title, _, _, _, (_, _, y0, y1) in laid]
+    height = top + sum(bands) + foot
+    fig.set_size_inches(max(width, 6.0), height)
+    width = max(width, 6.0)
+    y = height - top
+    for (title, graph, pos, bows, (x0, x1, y0, y1)), band in zip(laid, bands, strict=True):
+        if title:
+            fig.text(0.12 / width, (y - 0.04) / height, title, fontsize=10, color=_INK,
+                     va="top", weight="bold")
+        y -= band
+        w, h = (x1 - x0) * _INCH, (y1 - y0) * _INCH
+        ax = fig.add_axes(((width - w) / 2 / width, y / height, w / width, h / height))
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+        _draw_graph(ax, graph, pos, bows)
+    fig.text(0.12 / width, 1 - 0.08 / height, heading, fontsize=12, weight="bold", color=_INK,
+             va="top")
+    fig.text(0.12 / width, 1 - 0.36 / height, subheading, fontsize=8.5, color=_MUTED, va="top")
+    if footer:
+        fig.text(0.5, 0.06 / height, footer, ha="center", va="bottom", fontsize=7,
+                 family="monospace", color=_MUTED)
 
 
 # ---- tables ---------------------------------------------------------------------------
@@ -626,7 +601,7 @@ _COLUMN_WIDTH = 3.3  # inches
 _ROW_HEIGHT = 0.24  # inches
 
 
-def _draw_table(fig: Figure, space: SearchSpace, arch: Architecture) -> None:
+def _draw_table(fig: Figure, heading: str, subheading: str, arch: Architecture) -> None:
     rows = [(name, str(value)) for name, value in arch.values]
     capacity = _ROWS_PER_COLUMN * _MAX_COLUMNS
     if len(rows) > capacity:
@@ -635,26 +610,21 @@ def _draw_table(fig: Figure, space: SearchSpace, arch: Architecture) -> None:
     columns = max(1, math.ceil(len(rows) / _ROWS_PER_COLUMN))
     per_column = min(len(rows), _ROWS_PER_COLUMN) or 1
     width = (_COLUMN_WIDTH + 0.2) * columns + 0.2
-    height = _ROW_HEIGHT * (per_column + 1) + 0.75
+    top_margin = 0.7 if subheading else 0.5
+    height = _ROW_HEIGHT * (per_column + 1) + top_margin + 0.25
     fig.set_size_inches(max(width, 3.7), height)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(0, max(width, 3.7))
     ax.set_ylim(0, height)
     ax.set_axis_off()
-    ax.text(
-        0.2,
-        height - 0.12,
-        f"{type(space).__name__} ({space.name})",
-        fontsize=11,
-        weight="bold",
-        color=_INK,
-        va="top",
-    )
+    ax.text(0.2, height - 0.12, heading, fontsize=11, weight="bold", color=_INK, va="top")
+    if subheading:
+        ax.text(0.2, height - 0.4, subheading, fontsize=8.5, color=_MUTED, va="top")
     if not rows:
         ax.text(0.2, height - 0.6, "(no decisions)", fontsize=9, color=_MUTED, va="center")
     for column in range(columns):
         chunk = rows[column * _ROWS_PER_COLUMN : (column + 1) * _ROWS_PER_COLUMN]
-        left, top = 0.2 + (_COLUMN_WIDTH + 0.2) * column, height - 0.5
+        left, top = 0.2 + (_COLUMN_WIDTH + 0.2) * column, height - top_margin
         value_x = left + 1.8
         ax.add_patch(
             Rectangle(
@@ -691,13 +661,18 @@ def _draw_table(fig: Figure, space: SearchSpace, arch: Architecture) -> None:
                 va="center",
             )
             known = value in _OP_COLOURS
+            if known:  # the op's colour as a swatch: light hues make poor text
+                ax.add_patch(
+                    Rectangle((value_x, y + 0.06), 0.1, _ROW_HEIGHT - 0.12,
+                              facecolor=_OP_COLOURS[value], edgecolor="none")
+                )
             ax.text(
-                value_x,
+                value_x + 0.16,
                 y + _ROW_HEIGHT / 2,
-                _shorten(value, 21),
+                _shorten(value, 20),
                 fontsize=8,
                 family="monospace",
-                color=_OP_COLOURS[value] if known else _INK,
+                color=_INK,
                 va="center",
                 weight="bold" if known else "normal",
             )

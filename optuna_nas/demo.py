@@ -82,21 +82,27 @@ def make_demo_objective(
     def objective(trial: optuna.Trial) -> float:
         arch = space.suggest(trial)
         lr = trial.suggest_float("lr", 0.01, 0.2, log=True)
-        if artifact_store is not None:
-            from optuna_nas.dashboard import log_architecture
+        accuracy: float | None = None
+        try:
+            seed_everything(trial.number)
+            model = space.build(
+                arch,
+                channels=channels,
+                layers=layers,
+                in_channels=data.in_channels,
+                num_classes=data.num_classes,
+            )
+            accuracy = train(model, data, epochs=epochs, lr=lr, trial=trial, seed=trial.number)
+            if data.test is not None:
+                trial.set_user_attr("test_accuracy", evaluate(model, data.test))
+        finally:
+            # After training, so that the picture's title has the value; pruned and failed
+            # trials get theirs too, without one.
+            if artifact_store is not None:
+                from optuna_nas.dashboard import log_architecture
 
-            log_architecture(trial, space, arch, artifact_store=artifact_store)
-        seed_everything(trial.number)
-        model = space.build(
-            arch,
-            channels=channels,
-            layers=layers,
-            in_channels=data.in_channels,
-            num_classes=data.num_classes,
-        )
-        accuracy = train(model, data, epochs=epochs, lr=lr, trial=trial, seed=trial.number)
-        if data.test is not None:
-            trial.set_user_attr("test_accuracy", evaluate(model, data.test))
+                log_architecture(trial, space, arch, artifact_store=artifact_store,
+                                 value=accuracy)
         return accuracy
 
     return objective
@@ -142,6 +148,9 @@ def run_demo(
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
         load_if_exists=True,
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["valid accuracy"])  # the dashboard's plots name it
     space = DartsCells()
     data = load_digits(seed=seed)
     store = FileSystemArtifactStore(str(artifact_dir))

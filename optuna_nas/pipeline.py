@@ -20,6 +20,7 @@ Search", UAI 2019, https://arxiv.org/abs/1902.07638.
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +97,15 @@ def _study(storage: str | BaseStorage | None, name: str | None, seed: int,
         )
     study.set_user_attr("seed", seed)
     study.set_user_attr("stage", stage)
+    _name_metric(study)
     return study
+
+
+def _name_metric(study: optuna.Study) -> None:
+    # So that optuna-dashboard's plots say "valid accuracy", not "Objective 0".
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["valid accuracy"])
 
 
 def _finished(study: optuna.Study) -> int:
@@ -284,6 +293,7 @@ def retrain_stage(
     )
     study.set_user_attr("seed", seed)
     study.set_user_attr("stage", "retrain")
+    _name_metric(study)
     objective = _from_scratch(space, data, epochs=epochs, network_options=options,
                               train_options=train_options, default_seed=seed)
     _run_enqueued(study, [(space.to_params(a), {"seed": seed}) for a in archs], objective)
@@ -328,6 +338,7 @@ def evaluate_stage(
                                 load_if_exists=True)
     study.set_user_attr("seeds", list(seeds))
     study.set_user_attr("stage", "evaluate")
+    _name_metric(study)
     objective = _from_scratch(space, data, epochs=epochs, network_options=options,
                               train_options=train_options, default_seed=seeds[0])
     params = space.to_params(arch)

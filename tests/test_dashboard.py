@@ -20,6 +20,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 import matplotlib.colors as mcolors
 import numpy as np
 import optuna
+import optuna_dashboard._note
 import pytest
 import torch
 from PIL import Image
@@ -37,9 +39,14 @@ from optuna_nas.dashboard import (
     _INPUT_FILL,
     _OP_COLOURS,
     _OUTPUT_FILL,
+    _architecture_figure,
+    _op_colour,
+    _picture_title,
+    describe_architecture,
     draw_architecture,
     log_architecture,
 )
+from optuna_nas.nn import OP_SETS, list_ops
 from optuna_nas.spaces import (
     Architecture,
     Choice,
@@ -129,7 +136,8 @@ def test_draw_returns_a_small_png(name: str) -> None:
         picture = draw_architecture(space, space.sample(seed))
         assert picture.startswith(PNG_MAGIC)
         image = _image(picture)
-        assert 300 <= image.width <= 1000 and 150 <= image.height <= 600
+        # Sharp enough to read when opened at full size, not a poster.
+        assert 300 <= image.width <= 1600 and 150 <= image.height <= 1600
         # Not blank: plenty of ink beside the white background.
         assert (image.width * image.height - _count(image, (255, 255, 255))) > 5_000
 
@@ -152,6 +160,128 @@ def test_edges_are_coloured_by_op() -> None:
         assert _count(image, _rgb(_OP_COLOURS[op])) > 200, op
         others = {"skip_connect", "nor_conv_3x3", "avg_pool_3x3"} - {op}
         assert all(_count(image, _rgb(_OP_COLOURS[o])) == 0 for o in others)
+
+
+def _drawn_graph(space: SearchSpace, arch: Architecture) -> list[tuple[set[str], set[str]]]:
+    """Per cell drawn, its nodes and its edges (``source target op``), from the figure."""
+    fig = _architecture_figure(space, arch, None)
+    cells = []
+    for ax in fig.axes:
+        gids = [p.get_gid() or "" for p in ax.patches]
+        nodes = {g.removeprefix("node ") for g in gids if g.startswith("node ")}
+        edges = {g.removeprefix("edge ") for g in gids if g.startswith("edge ")}
+        labels = {t.get_gid(): t.get_text() for t in ax.texts if t.get_gid()}
+        assert all(labels[f"label {n}"] for n in nodes)
+        cells.append((nodes, edges))
+    return cells
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nasbench201_picture_draws_the_architectures_cell(seed: int) -> None:
+    space = NasBench201Space()
+    arch = space.sample(seed)
+    # Nodes named as in the params: "arch/2<-1" is the edge from node 1 to node 2.
+    expected = {
+        f"{name.split('<-')[1]} {name.split('<-')[0]} {op}"
+        for name, op in zip((d.name for d in space.decisions), space.edge_ops(arch), strict=True)
+    }
+    assert _drawn_graph(space, arch) == [({"0", "1", "2", "3"}, expected)]
+
+
+@pytest.mark.parametrize("name", ["darts", "nasnet", "nasnet_no_combine"])
+def test_cell_pictures_draw_the_architectures_cells(name: str) -> None:
+    space = SPACES[name]()
+    assert isinstance(space, DartsCells)
+    for seed in range(3):
+        arch = space.sample(seed)
+        params = space.to_params(arch)
+        drawn = _drawn_graph(space, arch)
+        genotype = space.genotype(arch)
+        assert len(drawn) == 2
+        for (nodes, edges), cell, concat in zip(
+            drawn, ("normal", "reduce"), (genotype.normal_concat, genotype.reduce_concat),
+            strict=True,
+        ):
+            blocks = [f"n{k + 2}" for k in range(space.steps)]
+            assert nodes == {"0", "1", "out", *blocks}
+            expected = set()
+            for block in blocks:
+                # The block's two inputs and ops, read from the params by their names.
+                key = f"arch/{cell}/{block}"
+                if f"{key}/inputs" in params:
+                    inputs = [int(i) for i in str(params[f"{key}/inputs"]).split(",")]
+                else:
+                    inputs = [int(params[f"{key}/in1"]), int(params[f"{key}/in2"])]
+                for source, b in zip(inputs, (1, 2), strict=True):
+                    state = str(source) if source < 2 else f"n{source}"
+                    expected.add(f"{state} {block} {params[f'{key}/op{b}']}")
+            expected |= {f"n{state} out " for state in concat}
+            assert edges == expected
+
+
+def test_picture_titles_and_described_architectures() -> None:
+    assert _picture_title(3, None, None) == "trial 3"
+    assert _picture_title(3, 0.912345, "valid accuracy") == "trial 3 · valid accuracy 0.9123"
+    assert _picture_title(3, 0.5, None) == "trial 3 · value 0.5"
+    assert _picture_title(3, float("nan"), "valid accuracy") == "trial 3"
+    space = DartsCells()
+    text = describe_architecture(space, space.sample(0))
+    genotype = space.genotype(space.sample(0))
+    (op1, i), (op2, j) = genotype.normal[0], genotype.normal[1]
+    assert f"- **n2** = `{op1}({i})` + `{op2}({j})`" in text
+    assert "*reduction cell*" in text and "- **output** = concat(" in text
+    assert all(len(line) < 100 for line in text.splitlines())
+    toy = ToySpace()
+    assert "- `depth` = `" in describe_architecture(toy, toy.sample(0))
+
+
+# ---- colours ----------------------------------------------------------------------------
+_CVD = {  # Machado, Oliveira & Fernandes 2009, severity 1
+    "normal": np.eye(3),
+    "protan": np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216],
+                        [-0.003882, -0.048116, 1.051998]]),
+    "deutan": np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                        [-0.011820, 0.042940, 0.968881]]),
+    "tritan": np.array([[1.255528, -0.076749, -0.178779], [-0.078411, 0.930809, 0.147602],
+                        [0.004733, 0.691367, 0.303900]]),
+}
+
+
+def _lab(colour: str, vision: str) -> np.ndarray:
+    """CIELAB of a colour as a viewer with that vision sees it."""
+    rgb = np.array(mcolors.to_rgb(colour))
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    linear = np.clip(_CVD[vision] @ linear, 0, 1)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                    [0.0193, 0.1192, 0.9505]]) @ linear / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+OP_GROUPS = {
+    **{f"op set {name}": ops for name, ops in OP_SETS.items()},
+    **{f"space {name}": tuple(sorted({
+        str(v) for d in make().decisions for v in d.choices if str(v) in list_ops()
+    })) for name, make in SPACES.items()},
+}
+
+
+@pytest.mark.parametrize("group", [g for g in OP_GROUPS if OP_GROUPS[g]])
+def test_the_ops_of_each_space_have_distinct_colour_blind_safe_colours(group: str) -> None:
+    ops = OP_GROUPS[group]
+    colours = [_op_colour(op) for op in ops]
+    assert len({c.lower() for c in colours}) == len(ops), dict(zip(ops, colours, strict=True))
+    # Told apart under normal vision and simulated protan-, deuter- and tritanopia: a
+    # CIELAB difference of at least 9 between any two (2.3 is a just-noticeable one).
+    for vision in _CVD:
+        for a in range(len(ops)):
+            for b in range(a):
+                gap = float(np.linalg.norm(_lab(colours[a], vision) - _lab(colours[b], vision)))
+                assert gap >= 9, (vision, ops[a], ops[b], round(gap, 1))
+
+
+def test_every_registered_op_has_a_colour_of_its_own_in_the_table() -> None:
+    assert set(list_ops()) <= set(_OP_COLOURS)
 
 
 def test_draw_leaves_pyplot_alone() -> None:
@@ -180,7 +310,9 @@ class LoggedStudy:
     artifact_ids: list[str]
 
 
-def _logged_study(directory: Path, space: SearchSpace, n_trials: int = 2) -> LoggedStudy:
+def _logged_study(
+    directory: Path, space: SearchSpace, n_trials: int = 2, metric: str | None = None
+) -> LoggedStudy:
     artifact_dir = directory / "artifacts"
     artifact_dir.mkdir()
     store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir))
@@ -188,6 +320,10 @@ def _logged_study(directory: Path, space: SearchSpace, n_trials: int = 2) -> Log
     study = optuna.create_study(
         storage=storage_url, study_name="nas", sampler=optuna.samplers.RandomSampler(seed=0)
     )
+    if metric is not None:  # as the demo, the pipeline and the examples name theirs
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
     ids: list[str] = []
 
     def objective(trial: optuna.Trial) -> float:
@@ -208,11 +344,15 @@ def test_log_architecture_in_a_study(tmp_path: Path) -> None:
         assert trial.state == optuna.trial.TrialState.COMPLETE
         arch = space.from_params(trial.params)
         assert trial.user_attrs == {"arch": str(arch), "arch_space": "nasnet"}
+        # The readable form is the trial's note, beside the parsable string.
+        assert optuna_dashboard._note.get_note_from_system_attrs(
+            study._storage.get_study_system_attrs(study._study_id), trial._trial_id
+        )["body"] == describe_architecture(space, arch)
         metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
         assert [(m.artifact_id, m.mimetype) for m in metas] == [(artifact_id, "image/png")]
         assert metas[0].filename == f"architecture-trial-{trial.number}.png"
         stored = (logged.artifact_dir / artifact_id).read_bytes()
-        assert stored == draw_architecture(space, arch)
+        assert stored == draw_architecture(space, arch, title=f"trial {trial.number}")
 
 
 # ---- optuna-dashboard -----------------------------------------------------------------
@@ -276,7 +416,7 @@ def serve_dashboard(storage_url: str, artifact_dir: Path, log_path: Path) -> Ite
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     directory = tmp_path_factory.mktemp("dashboard")
-    logged = _logged_study(directory, NasBench201Space(), n_trials=1)
+    logged = _logged_study(directory, NasBench201Space(), n_trials=1, metric="valid accuracy")
     with serve_dashboard(
         logged.storage_url, logged.artifact_dir, directory / "dashboard.log"
     ) as url:
@@ -303,7 +443,8 @@ def test_dashboard_serves_the_picture(dashboard: Dashboard) -> None:
     status, mimetype, body = _get(dashboard.url + _artifact_path(dashboard))
     assert status == 200 and mimetype == "image/png"
     assert body == (logged.artifact_dir / logged.artifact_ids[0]).read_bytes()
-    assert body == draw_architecture(logged.space, logged.space.from_params(trial.params))
+    arch = logged.space.from_params(trial.params)
+    assert body == draw_architecture(logged.space, arch, title=f"trial {trial.number}")
 
 
 def _chromium() -> str:
@@ -352,13 +493,36 @@ def _run_chromium(tmp_path: Path, *args: str) -> bytes:
 
 def test_dashboard_trial_page_has_the_picture(dashboard: Dashboard, tmp_path: Path) -> None:
     src = _artifact_path(dashboard)
+    logged = dashboard.logged
+    space = logged.space
+    assert isinstance(space, NasBench201Space)
+    ops = space.edge_ops(space.from_params(logged.study.trials[0].params))
+    # The note's readable form, as optuna-dashboard renders its Markdown: node 3's line.
+    note = re.compile(
+        r"<strong>node 3</strong> = "
+        + r" \+ ".join(rf"<code[^>]*>{re.escape(op)}\({i}\)</code>"
+                       for i, op in enumerate(ops[3:]))
+    )
     images: list[str] = []
+    dom = ""
     for _ in range(3):  # the page renders from a few API calls; retry a slow first load
         dom = _run_chromium(tmp_path, "--dump-dom", _trial_page(dashboard)).decode()
         images = re.findall(r"<img\b[^>]*>", dom)
-        if any(f'src="{src}"' in tag for tag in images):
+        if any(f'src="{src}"' in tag for tag in images) and note.search(dom):
             break
     assert any(f'src="{src}"' in tag for tag in images), images
+    assert note.search(dom), dom[-3000:]
+
+
+def test_dashboard_plots_name_the_objective(dashboard: Dashboard, tmp_path: Path) -> None:
+    # The study's page plots the history of the values under the metric's name.
+    page = f"{dashboard.url}/dashboard/studies/{dashboard.logged.study._study_id}"
+    dom = ""
+    for _ in range(3):
+        dom = _run_chromium(tmp_path, "--dump-dom", page).decode()
+        if "valid accuracy" in dom:
+            break
+    assert "valid accuracy" in dom and "Objective 0" not in dom
 
 
 def test_dashboard_screenshot_shows_the_picture(dashboard: Dashboard, tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ def record_trial(
         trial.set_user_attr("arch", str(result.architecture))
         trial.set_user_attr("arch_space", result.space.name)
     else:
-        log_architecture(trial, result.space, result.architecture, artifact_store=artifact_store)
+        log_architecture(trial, result.space, result.architecture, artifact_store=artifact_store,
+                         value=result.valid_accuracy)
         log_alpha_history(trial, result.alpha_history, result.edges, result.ops,
                           artifact_store=artifact_store)
     trial.set_user_attr("darts_derived_accuracy", result.derived_accuracy)

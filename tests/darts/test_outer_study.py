@@ -93,7 +93,9 @@ def test_the_dashboard_shows_each_trials_derived_cell(example_run: Run, tmp_path
             src = f"/artifacts/{study._study_id}/{trial._trial_id}/{artifact}"
             status, mimetype, body = _get(url + src)
             assert status == 200 and mimetype == "image/png"
-            assert body == draw_architecture(space, space.parse(trial.user_attrs["arch"]))
+            title = f"trial {trial.number} · valid accuracy {trial.value:.4g}"
+            arch = space.parse(trial.user_attrs["arch"])
+            assert body == draw_architecture(space, arch, title=title)
         # The trial pages, rendered by a browser, show each trial's cell picture.
         for trial in study.trials:
             src = (f"/artifacts/{study._study_id}/{trial._trial_id}/"

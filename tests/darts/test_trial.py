@@ -59,7 +59,9 @@ def test_reports_every_epoch_and_records_the_derived_architecture(tmp_path: Path
     assert [(m.filename, m.mimetype) for m in metas] == [
         ("architecture-trial-0.png", "image/png"), ("alphas-trial-0.png", "image/png")]
     cell, alphas = ((tmp_path / m.artifact_id).read_bytes() for m in metas)
-    assert cell == draw_architecture(SPACE, result.architecture)
+    # Titled with the trial's number and value; the study names no metric.
+    title = f"trial 0 · value {result.valid_accuracy:.4g}"
+    assert cell == draw_architecture(SPACE, result.architecture, title=title)
     assert alphas == draw_alpha_history(result.alpha_history, result.edges, result.ops)
     width, height = Image.open(io.BytesIO(alphas)).size
     assert 400 <= width <= 1200 and 150 <= height <= 900
