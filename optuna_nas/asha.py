@@ -49,42 +49,6 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}.")
 
 
-def _check_arguments(
-    *,
-    n_trials: int,
-    max_epochs: int,
-    asha: bool,
-    min_resource: int,
-    reduction_factor: int,
-    seed: int,
-    lr: float,
-    batch_size: int,
-    train_options: Mapping[str, Any],
-) -> None:
-    _check_int("n_trials", n_trials, 1)
-    _check_int("max_epochs", max_epochs, 1)
-    _check_int("min_resource", min_resource, 1)
-    _check_int("reduction_factor", reduction_factor, 2)
-    _check_int("batch_size", batch_size, 1)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (
-        math.isfinite(lr) and lr > 0
-    ):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
-    if asha and min_resource >= max_epochs:
-        raise ValueError(
-            f"min_resource ({min_resource}) must be below max_epochs ({max_epochs}), or ASHA "
-            "can never stop a trial; lower min_resource, raise max_epochs or pass asha=False."
-        )
-    reserved = sorted(set(train_options) & set(_RESERVED_TRAIN_OPTIONS))
-    if reserved:
-        raise ValueError(
-            f"train_options may not set {reserved}: the recipe sets them; pass them as "
-            "random_search_asha's own arguments instead."
-        )
-
-
 def _json_value(value: Any) -> Any:
     """A value as a user attr can hold it (JSON): itself if plain, else its repr."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -179,18 +143,6 @@ def random_search_asha(
         ValueError: An argument is out of range, or ``study_name`` already exists in
             ``storage``.
     """
-    extra = dict(train_options or {})
-    _check_arguments(
-        n_trials=n_trials,
-        max_epochs=max_epochs,
-        asha=asha,
-        min_resource=min_resource,
-        reduction_factor=reduction_factor,
-        seed=seed,
-        lr=lr,
-        batch_size=batch_size,
-        train_options=extra,
-    )
     recipe = _Recipe(
         space=space,
         data=data,
@@ -208,7 +160,7 @@ def random_search_asha(
             "num_classes": data.num_classes,
             **(network_options or {}),
         },
-        train_options=extra,
+        train_options=dict(train_options or {}),
     )
     study = recipe.create_study(storage, study_name)
     study.optimize(
@@ -238,6 +190,32 @@ class _Recipe:
     device: str | torch.device | None
     network_options: dict[str, Any]  # of space.build, the data's channels and classes in
     train_options: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        _check_int("n_trials", self.n_trials, 1)
+        _check_int("max_epochs", self.max_epochs, 1)
+        _check_int("min_resource", self.min_resource, 1)
+        _check_int("reduction_factor", self.reduction_factor, 2)
+        _check_int("batch_size", self.batch_size, 1)
+        seed, lr = self.seed, self.lr
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not (
+            math.isfinite(lr) and lr > 0
+        ):
+            raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
+        if self.asha and self.min_resource >= self.max_epochs:
+            raise ValueError(
+                f"min_resource ({self.min_resource}) must be below max_epochs "
+                f"({self.max_epochs}), or ASHA can never stop a trial; lower min_resource, "
+                "raise max_epochs or pass asha=False."
+            )
+        reserved = sorted(set(self.train_options) & set(_RESERVED_TRAIN_OPTIONS))
+        if reserved:
+            raise ValueError(
+                f"train_options may not set {reserved}: the recipe sets them; pass them as "
+                "random_search_asha's own arguments instead."
+            )
 
     def create_study(
         self, storage: str | optuna.storages.BaseStorage | None, study_name: str | None
