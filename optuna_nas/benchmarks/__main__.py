@@ -21,6 +21,7 @@ import optuna
 import torch
 
 from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
+from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
 from optuna_nas.errors import NasError
 from optuna_nas.samplers._registry import check_sampler_names
@@ -132,6 +133,70 @@ def _run_nasbench201(args: argparse.Namespace) -> int:
         except OSError as error:
             raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
     return 0
+
+
+def _add_fcnet(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "fcnet",
+        help="FCNet joint architecture + hyperparameter protocol, define-by-run (table)",
+        description=(
+            "Run the FCNet protocol of ../shared/benchmarks/fcnet/README.md with each "
+            "sampler over seeds 0..N-1: a define-by-run objective (nine plain suggest "
+            "calls, no space object) returns one random training seed's val_loss; the "
+            "incumbent is scored by the regret of its mean loss. Print, at 25 evaluations "
+            "and at --trials, the log10 of the mean regret over the seeds (lower is better) "
+            "and the share of seeds that found the optimum."
+        ),
+    )
+    parser.add_argument(
+        "--table", required=True, type=Path,
+        help="the FCNet CSV table (../shared/benchmarks/fcnet/slice_localization.csv)",
+    )
+    parser.add_argument(
+        "--trials", type=_positive_int, default=100, help="evaluations per run (default: 100)"
+    )
+    parser.add_argument(
+        "--seeds", type=_positive_int, default=100,
+        help="number of runs per sampler; run k uses seed k (default: 100)",
+    )
+    parser.add_argument(
+        "--samplers", type=_sampler_names, default=["random", "tpe", "controller"],
+        help="comma-separated registered sampler names (default: random,tpe,controller)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the figures here"
+    )
+    parser.set_defaults(handler=_run_fcnet)
+
+
+def _run_fcnet(args: argparse.Namespace) -> int:
+    samplers: list[str] = args.samplers
+    check_sampler_names(samplers)
+    table = FCNetTable.load(args.table)
+    torch.set_num_threads(1)
+    checkpoints = sorted({min(25, args.trials), args.trials})
+    results = []
+    for name in samplers:
+        summary = run_fcnet(table, name, seeds=args.seeds, trials=args.trials)
+        print(summary.line(checkpoints), flush=True)
+        results.append(summary)
+    if args.json is not None:
+        document = {
+            "benchmark": "fcnet",
+            "table": str(args.table),
+            "trials": args.trials,
+            "seeds": args.seeds,
+            "samplers": {s.sampler: s.as_dict(checkpoints) for s in results},
+        }
+        _write_json(args.json, document)
+    return 0
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise _CommandError(f"cannot write {str(path)!r}: {error.strerror}") from error
 
 
 def _storage_names(text: str) -> list[str]:
@@ -550,6 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_nasbench201(subparsers)
+    _add_fcnet(subparsers)
     _add_overhead(subparsers)
     _add_asha(subparsers)
     _add_supernet(subparsers)

@@ -16,8 +16,9 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nas.errors import ArchitectureError
+from optuna_nas.samplers._params import LearnedParams, ParamDecision, learn_conditions
 from optuna_nas.samplers._policy import ControllerPolicy
-from optuna_nas.spaces._base import Choice, SearchSpace
+from optuna_nas.spaces._base import Choice, Decision, SearchSpace
 
 PROPOSAL_KEY = "optuna_nas:controller:proposal"
 
@@ -121,8 +122,9 @@ class ControllerSampler(BaseSampler):
 
     def __init__(
         self,
-        space: SearchSpace,
+        space: SearchSpace | None = None,
         *,
+        joint: bool = True,
         base_sampler: BaseSampler | None = None,
         seed: int | None = None,
         preset: str = "default",
@@ -150,8 +152,17 @@ class ControllerSampler(BaseSampler):
         pruned_reward: str = "last",
         schedule: Schedule | None = None,
     ) -> None:
-        if not isinstance(space, SearchSpace):
-            raise TypeError(f"ControllerSampler needs a SearchSpace, got {space!r}.")
+        if space is not None and not isinstance(space, SearchSpace):
+            raise TypeError(
+                f"ControllerSampler takes a SearchSpace or no space (define-by-run), got "
+                f"{space!r}."
+            )
+        if space is None and base_sampler is not None:
+            raise ValueError(
+                "base_sampler serves the params outside a space; with no space the "
+                "controller models every param itself. Drop base_sampler, or give a space "
+                "and joint=False."
+            )
         presets: dict[str, dict[str, Any]] = {
             "default": dict(hidden_size=64, num_layers=1, lr=0.003, batch_size=1,
                             reward="value", advantage="rank", ppo_epochs=4,
@@ -178,6 +189,7 @@ class ControllerSampler(BaseSampler):
             return config[name] if value is None else value
 
         self._space = space
+        self.joint = space is None or joint
         self._base = base_sampler or optuna.samplers.TPESampler(seed=seed)
         self._seed = seed
         self.preset = preset
@@ -215,15 +227,35 @@ class ControllerSampler(BaseSampler):
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
         if not 0.0 <= self.local_fraction <= 1.0:
             raise ValueError(f"local_fraction must be in [0, 1], got {self.local_fraction}.")
-        self._decisions = list(space.decisions)
-        self._index = {d.name: i for i, d in enumerate(self._decisions)}
+        # The space's decisions, then (joint or define-by-run) those learned from the trials.
+        self._arch: list[Decision] = list(space.decisions) if space is not None else []
         self._lock = threading.RLock()
         self._reset()
+
+    def _models(self, param_name: str) -> bool:
+        # Whether a param is one of the learned decisions.
+        if self._space is None:
+            return True
+        return self.joint and not param_name.startswith(self._space.prefix)
+
+    def _set_decisions(self) -> None:
+        conditions = getattr(self, "_conditions", {})
+        self._decisions = self._arch + [
+            Decision(d.name, tuple(range(d.size)), condition=conditions.get(d.name))
+            for d in self._params.decisions
+        ]
+        self._index = {d.name: i for i, d in enumerate(self._decisions)}
+        self._sizes = [len(d.choices) for d in self._decisions]
+        self._ordinal = [False] * len(self._arch) + [d.ordinal for d in self._params.decisions]
 
     def _reset(self) -> None:
         self._generator = torch.Generator().manual_seed(
             self._seed if self._seed is not None else _fresh_seed()
         )
+        self._params = LearnedParams(self._models)
+        self._conditions: dict[str, Any] = {}
+        self._conditions_stale = False
+        self._set_decisions()
         self._policy = ControllerPolicy(
             self._decisions,
             hidden_size=self.hidden_size,
@@ -255,12 +287,16 @@ class ControllerSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
+        if self._space is None or self.joint:
+            return {}  # every param is the controller's, sampled as the objective asks
         space = self._base.infer_relative_search_space(study, trial)
         return {k: v for k, v in space.items() if not k.startswith(self._space.prefix)}
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        if self._space is None or self.joint or not search_space:
+            return {}
         params = self._base.sample_relative(study, trial, search_space)
         return {k: v for k, v in params.items() if not k.startswith(self._space.prefix)}
 
@@ -271,13 +307,35 @@ class ControllerSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        prefix = self._space.prefix
-        name = param_name[len(prefix) :] if param_name.startswith(prefix) else None
-        if (
-            name is None
-            or name not in self._index
-            or not isinstance(param_distribution, CategoricalDistribution)
-        ):
+        if self._space is not None and param_name.startswith(self._space.prefix):
+            return self._sample_arch(study, trial, param_name, param_distribution)
+        if not self._models(param_name):
+            return self._base.sample_independent(study, trial, param_name, param_distribution)
+        proposal = self._proposal(study, trial)
+        with self._lock:
+            index = self._params.find(param_name, param_distribution)
+            if index is None:
+                # A param the study has not seen yet (or with a new distribution): drawn
+                # uniformly, and a decision of the policy once the trial is learned.
+                decision = ParamDecision.of(param_name, param_name, param_distribution)
+            else:
+                decision = self._params.decisions[index]
+                if decision.name in proposal:
+                    return proposal[decision.name]
+            # Not in the proposal: the learned condition did not foresee it.
+            pick = int(torch.randint(decision.size, (1,), generator=self._generator))
+            return decision.value(pick, self._generator)
+
+    def _sample_arch(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        assert self._space is not None
+        name = param_name[len(self._space.prefix) :]
+        if name not in self._index or not isinstance(param_distribution, CategoricalDistribution):
             return self._base.sample_independent(study, trial, param_name, param_distribution)
         decision = self._decisions[self._index[name]]
         if tuple(param_distribution.choices) != decision.choices:
@@ -332,9 +390,12 @@ class ControllerSampler(BaseSampler):
         imposed: dict[str, Any] = {}
         if self.schedule is not None:
             imposed.update(self.schedule(trial.number))
-        prefix = self._space.prefix
         fixed = trial.system_attrs.get("fixed_params") or {}
-        imposed.update({k[len(prefix) :]: v for k, v in fixed.items() if k.startswith(prefix)})
+        for param, value in fixed.items():
+            if self._space is not None and param.startswith(self._space.prefix):
+                imposed[param[len(self._space.prefix) :]] = value
+            elif self._models(param) and (k := self._params.latest(param)) is not None:
+                imposed[self._params.decisions[k].name] = value
         forced: dict[int, int] = {}
         for name, value in imposed.items():
             index = self._choice_index(name, value)
@@ -343,10 +404,13 @@ class ControllerSampler(BaseSampler):
         return forced
 
     def _choice_index(self, name: str, value: Any) -> int:
-        # Typed comparison, as the spaces validate values: 1, 1.0 and True differ.
         if name not in self._index:
             return -1
-        choices = self._decisions[self._index[name]].choices
+        position = self._index[name]
+        if position >= len(self._arch):
+            return self._params.decisions[position - len(self._arch)].index(value)
+        # Typed comparison, as the spaces validate values: 1, 1.0 and True differ.
+        choices = self._decisions[position].choices
         return next(
             (i for i, c in enumerate(choices) if type(c) is type(value) and c == value), -1
         )
@@ -448,16 +512,34 @@ class ControllerSampler(BaseSampler):
         return choices.tolist(), log_prob
 
     def _values(self, row: Sequence[int]) -> dict[str, Choice]:
-        return {
-            d.name: d.choices[i] for d, i in zip(self._decisions, row, strict=True) if i >= 0
-        }
+        # The values of a proposal: a learned decision's are drawn inside its choice.
+        values: dict[str, Choice] = {}
+        for position, (decision, i) in enumerate(zip(self._decisions, row, strict=True)):
+            if i < 0:
+                continue
+            if position < len(self._arch):
+                values[decision.name] = decision.choices[i]
+            else:
+                learned = self._params.decisions[position - len(self._arch)]
+                values[decision.name] = learned.value(i, self._generator)
+        return values
 
-    def _row(self, params: Mapping[str, Any]) -> list[int]:
-        arch = self._space.from_params(params)
+    def _values_row(self, values: Mapping[str, Any]) -> tuple[int, ...]:
         row = [-1] * len(self._decisions)
-        for name, value in arch.values:
-            row[self._index[name]] = self._choice_index(name, value)
-        return row
+        for name, value in values.items():
+            if name in self._index:
+                row[self._index[name]] = self._choice_index(name, value)
+        return tuple(row)
+
+    def _row(self, trial: FrozenTrial) -> list[int]:
+        row = [-1] * len(self._arch)
+        if self._space is not None:
+            prefix = self._space.prefix
+            arch_params = {k: v for k, v in trial.params.items() if k.startswith(prefix)}
+            if arch_params:
+                for name, value in self._space.from_params(arch_params).values:
+                    row[self._index[name]] = self._choice_index(name, value)
+        return row + self._params.row(trial.params, trial.distributions)
 
     def _seen(self, study: Study) -> set[tuple[int, ...]]:
         # Learned trials are in ``_seen_rows``; unfinished and failed ones hold proposals.
@@ -466,11 +548,7 @@ class ControllerSampler(BaseSampler):
         for t in study._get_trials(deepcopy=False, states=unlearned, use_cache=True):
             stored = t.system_attrs.get(PROPOSAL_KEY)
             if isinstance(stored, dict) and t.number not in self._learned:
-                row = [-1] * len(self._decisions)
-                for name, value in stored.get("values", {}).items():
-                    if name in self._index:
-                        row[self._index[name]] = self._choice_index(name, value)
-                seen.add(tuple(row))
+                seen.add(self._values_row(stored.get("values", {})))
         return seen
 
     def _surrogate_scores(self, rows: Sequence[Sequence[int]]) -> list[float]:
@@ -500,13 +578,28 @@ class ControllerSampler(BaseSampler):
         return scores
 
     def _one_hot(self, rows: torch.Tensor) -> torch.Tensor:
-        sizes = torch.tensor([len(d.choices) for d in self._decisions], dtype=torch.long)
+        sizes = torch.tensor(self._sizes, dtype=torch.long)
         offsets = torch.cumsum(sizes + 1, dim=0) - (sizes + 1)
         columns = torch.where(rows >= 0, rows, sizes) + offsets
         encoded = torch.zeros(
             rows.shape[0], int((sizes + 1).sum()), dtype=torch.float64
         )
-        return encoded.scatter_(1, columns, 1.0)
+        encoded.scatter_(1, columns, 1.0)
+        ordinal = [d for d, flag in enumerate(self._ordinal) if flag]
+        if ordinal:
+            # A numeric decision's neighbouring choices are alike: half a match each side,
+            # so that the kernel counts a near value as part of a shared decision.
+            for shift in (-1, 1):
+                for d in ordinal:
+                    chosen = rows[:, d]
+                    near = chosen + shift
+                    ok = (chosen >= 0) & (near >= 0) & (near < self._sizes[d])
+                    index = torch.nonzero(ok).flatten()
+                    encoded[index, near[index] + offsets[d]] = 0.5
+            encoded[:, [int(offsets[d]) + i for d in ordinal for i in range(self._sizes[d])]] /= (
+                1.5**0.5
+            )
+        return encoded
 
     # ---- learning -------------------------------------------------------------------------
     def _reward(self, study: Study, trial: FrozenTrial) -> float | None:
@@ -549,6 +642,8 @@ class ControllerSampler(BaseSampler):
                 self._scan_from = trial.number + 1
             else:
                 contiguous = False
+        if self._conditions_stale:
+            self._learn_conditions()
         # The default preset updates once it has new results: after every result while
         # the history is short, every len/50 results later and every len/25 in a long
         # study, so that the cost per trial stays flat. Results that arrive together
@@ -562,11 +657,18 @@ class ControllerSampler(BaseSampler):
                 self._pending = 0
 
     def _learn_trial(self, study: Study, trial: FrozenTrial) -> None:
-        if not any(k.startswith(self._space.prefix) for k in trial.params):
+        moved = self._params.observe(trial.distributions)
+        if moved is not None:
+            self._extend(moved)
+        prefix = self._space.prefix if self._space is not None else None
+        if not any(
+            (prefix is not None and k.startswith(prefix)) or self._models(k)
+            for k in trial.params
+        ):
             self._learned.add(trial.number)
             return
         try:
-            row = self._row(trial.params)
+            row = self._row(trial)
         except ArchitectureError as error:
             # Not marked as learned: every later proposal raises again, never a mix.
             raise ArchitectureError(
@@ -577,6 +679,8 @@ class ControllerSampler(BaseSampler):
             ) from None
         self._learned.add(trial.number)
         self._seen_rows.add(tuple(row))
+        if any(i < 0 for i in row[len(self._arch) :]):
+            self._conditions_stale = True
         reward = self._reward(study, trial)
         if reward is None:
             return
@@ -589,7 +693,7 @@ class ControllerSampler(BaseSampler):
             fixed
             or not isinstance(old, (int, float))
             or not isinstance(stored, dict)
-            or stored.get("values") != self._values(row)
+            or self._values_row(stored.get("values", {})) != tuple(row)
         ):
             old = None
         self._samples.append(_Sample(trial.number, row, reward, old))
@@ -598,6 +702,42 @@ class ControllerSampler(BaseSampler):
             # REINFORCE with a moving baseline: one update per batch of results, in order.
             self._update()
             self._pending = 0
+
+    def _extend(self, old_positions: Sequence[int]) -> None:
+        # New params: the policy grows a head for each, keeping what it learned; the rows
+        # learned so far get -1 (not made) for them.
+        offset = len(self._arch)
+        moved = list(range(offset)) + [offset + p for p in old_positions]
+        self._set_decisions()
+        self._policy = self._policy.extended(self._decisions, moved, self._generator)
+        self._optimizer = torch.optim.Adam(self._policy.parameters(), lr=self.lr)
+
+        def grown(row: Sequence[int]) -> list[int]:
+            new = [-1] * len(self._decisions)
+            for old, position in enumerate(moved):
+                new[position] = row[old]
+            return new
+
+        self._samples = [
+            _Sample(s.number, grown(s.choices), s.reward, None) for s in self._samples
+        ]
+        self._seen_rows = {tuple(grown(r)) for r in self._seen_rows}
+        self._pool, self._pool_key = [], None
+        self._conditions_stale = True
+
+    def _learn_conditions(self) -> None:
+        # Which learned params the objective asks for depends on earlier choices: learn
+        # that from the rows, for the policy to unroll only the decisions a trial makes.
+        offset = len(self._arch)
+        found = learn_conditions(
+            sorted(self._seen_rows), self._decisions,
+            range(offset, len(self._decisions)),
+        )
+        self._conditions = {self._decisions[c].name: v for c, v in found.items()
+                            if v is not None}
+        self._set_decisions()
+        self._policy.set_decisions(self._decisions)
+        self._conditions_stale = False
 
     def _update(self) -> None:
         recent = self._samples[-self.history :]

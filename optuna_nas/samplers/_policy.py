@@ -37,6 +37,7 @@ class ControllerPolicy(nn.Module):
         super().__init__()
         self.decisions = list(decisions)
         self.hidden_size = hidden_size
+        self.init_range = init_range
         self.temperature = temperature
         self.tanh_constant = tanh_constant
         sizes = [len(d.choices) for d in self.decisions]
@@ -59,6 +60,47 @@ class ControllerPolicy(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-init_range, init_range, generator=generator)
+
+    def set_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Replace the decisions by ones of the same names and sizes (new conditions)."""
+        assert [(d.name, len(d.choices)) for d in decisions] == [
+            (d.name, len(d.choices)) for d in self.decisions
+        ]
+        self.decisions = list(decisions)
+        self.conditional = any(d.condition is not None for d in self.decisions)
+
+    def extended(
+        self,
+        decisions: Sequence[Decision],
+        old_positions: Sequence[int],
+        generator: torch.Generator,
+    ) -> ControllerPolicy:
+        """A policy over more decisions that keeps what this one learned.
+
+        The LSTM, the attention and, for each old decision (at ``old_positions[i]`` among
+        ``decisions``), its head and choice embeddings carry over; the new decisions' start
+        as a fresh policy's.
+        """
+        new = ControllerPolicy(
+            decisions,
+            hidden_size=self.hidden_size,
+            num_layers=len(self.cells),
+            init_range=self.init_range,
+            temperature=self.temperature,
+            tanh_constant=self.tanh_constant,
+            generator=generator,
+        )
+        with torch.no_grad():
+            new.start.copy_(self.start)
+            for name in ("cells", "w_prev", "w_curr", "v"):
+                getattr(new, name).load_state_dict(getattr(self, name).state_dict())
+            for old, position in enumerate(old_positions):
+                new.heads[position].load_state_dict(self.heads[old].state_dict())
+                size = len(self.decisions[old].choices)
+                new.embedding.weight[new.offsets[position] : new.offsets[position] + size] = (
+                    self.embedding.weight[self.offsets[old] : self.offsets[old] + size]
+                )
+        return new
 
     def unroll(
         self,

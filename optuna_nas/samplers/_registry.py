@@ -50,6 +50,7 @@ _SpaceMode = Literal["none", "keyword", "positional"]
 class _Entry:
     factory: SamplerFactory
     space_mode: _SpaceMode
+    space_optional: bool  # the factory's space has a default: it serves define-by-run too
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -71,6 +72,17 @@ def _space_mode(factory: SamplerFactory) -> _SpaceMode:
     if inspect.Parameter.VAR_POSITIONAL in kinds or sum(k in positional for k in kinds) >= 2:
         return "positional"
     return "none"
+
+
+def _space_optional(factory: SamplerFactory) -> bool:
+    try:
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    space = next((p for p in parameters if p.name == "space"), None)
+    if space is None and len(parameters) >= 2:
+        space = parameters[1]
+    return space is not None and space.default is not inspect.Parameter.empty
 
 
 def register_sampler(name: str, factory: SamplerFactory, *, overwrite: bool = False) -> None:
@@ -104,7 +116,7 @@ def register_sampler(name: str, factory: SamplerFactory, *, overwrite: bool = Fa
                 f"A sampler named {name!r} is already registered; pass overwrite=True to "
                 "replace it."
             )
-        _REGISTRY[name] = _Entry(factory, _space_mode(factory))
+        _REGISTRY[name] = _Entry(factory, _space_mode(factory), _space_optional(factory))
 
 
 def unregister_sampler(name: str) -> None:
@@ -150,10 +162,14 @@ def make_sampler(
     if entry is None:
         raise _unknown(name)
     sampler: Any
-    if entry.space_mode == "none":
+    if entry.space_mode == "none" or (space is None and entry.space_optional):
         sampler = entry.factory(seed)
     elif space is None:
-        raise UnknownSamplerError(f"Sampler {name!r} needs the search space; pass space=.")
+        raise UnknownSamplerError(
+            f"Sampler {name!r} needs the search space, and this objective declares none "
+            "(define-by-run); pass space=, or choose a sampler that learns the params from "
+            "the trials (random, tpe, controller)."
+        )
     elif entry.space_mode == "keyword":
         sampler = entry.factory(seed, space=space)
     else:
@@ -167,7 +183,8 @@ def make_sampler(
 
 
 def sampler_needs_space(name: str) -> bool:
-    """Whether a registered sampler's factory takes the search space.
+    """Whether a registered sampler's factory needs the search space (takes it, with no
+    default for define-by-run objectives).
 
     Raises:
         UnknownSamplerError: The name is not registered.
@@ -176,7 +193,7 @@ def sampler_needs_space(name: str) -> bool:
         entry = _REGISTRY.get(name)
     if entry is None:
         raise _unknown(name)
-    return entry.space_mode != "none"
+    return entry.space_mode != "none" and not entry.space_optional
 
 
 def check_sampler_names(names: list[str]) -> None:
@@ -201,15 +218,20 @@ def _tpe(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+def _tpe_independent(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, multivariate=False)
+
+
 register_sampler("random", _random)
 register_sampler("tpe", _tpe)
+register_sampler("tpe-independent", _tpe_independent)
 
 
-def _controller(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def _controller(seed: int, space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
     return ControllerSampler(space, seed=seed)
 
 
-def _nas_rl(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def _nas_rl(seed: int, space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
     return ControllerSampler(space, seed=seed, preset="nas-rl")
 
 

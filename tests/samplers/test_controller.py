@@ -220,7 +220,7 @@ def _mixed_objective(space: SearchSpace) -> Callable[[optuna.Trial], float]:
 def test_mixing_with_ordinary_hyperparameters() -> None:
     space = NasBench201Space()
     base = RecordingSampler(seed=3)
-    sampler = ControllerSampler(space, base_sampler=base, seed=0)
+    sampler = ControllerSampler(space, base_sampler=base, seed=0, joint=False)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_mixed_objective(space), n_trials=15)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
@@ -240,7 +240,7 @@ def test_mixing_with_a_multivariate_tpe_base() -> None:
     # included; the controller keeps them to itself.
     space = NasBench201Space()
     base = TPESampler(seed=0, n_startup_trials=3, multivariate=True)
-    sampler = ControllerSampler(space, base_sampler=base, seed=0)
+    sampler = ControllerSampler(space, base_sampler=base, seed=0, joint=False)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(_mixed_objective(space), n_trials=8)
     assert all(t.state == TrialState.COMPLETE for t in study.trials)

@@ -30,9 +30,25 @@ def test_unknown_sampler() -> None:
 
 
 def test_a_sampler_that_needs_the_space_says_so() -> None:
-    assert sampler_needs_space("controller") and not sampler_needs_space("random")
-    with pytest.raises(UnknownSamplerError, match="needs the search space"):
-        make_sampler("controller", 0)
+    def needs(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    register_sampler("test-needs-space", needs)
+    try:
+        assert sampler_needs_space("test-needs-space") and not sampler_needs_space("random")
+        with pytest.raises(UnknownSamplerError, match="needs the search space"):
+            make_sampler("test-needs-space", 0)
+    finally:
+        unregister_sampler("test-needs-space")
+
+
+@pytest.mark.parametrize("name", ["controller", "nas-rl"])
+def test_the_controllers_serve_define_by_run_objectives_without_a_space(name: str) -> None:
+    assert not sampler_needs_space(name)
+    sampler = make_sampler(name, 0)
+    assert isinstance(sampler, ControllerSampler) and sampler._space is None
+    with_space = make_sampler(name, 0, NasBench201Space())
+    assert isinstance(with_space, ControllerSampler) and with_space._space is not None
 
 
 @pytest.mark.parametrize("keyword", [False, True])
