@@ -22,7 +22,7 @@ import torch
 
 from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
-from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201
+from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201_budgets
 from optuna_nas.errors import NasError
 from optuna_nas.samplers._registry import check_sampler_names
 from optuna_nas.worker import add_storage_options
@@ -80,9 +80,21 @@ def _add_nasbench201(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     parser.add_argument(
         "--budget",
-        type=_positive_float,
-        default=12000.0,
-        help="simulated seconds per run (default: 12000, the paper's)",
+        type=_budgets,
+        default=[12000.0],
+        help=(
+            "simulated seconds per run, or a comma-separated list scored from one search "
+            "per seed: the incumbent when each budget is reached (default: 12000, the "
+            "paper's)"
+        ),
+    )
+    parser.add_argument(
+        "--define-by-run",
+        action="store_true",
+        help=(
+            "the objective asks for the six edges with plain suggest_categorical calls and "
+            "the samplers get no space object"
+        ),
     )
     parser.add_argument(
         "--seeds",
@@ -102,36 +114,49 @@ def _add_nasbench201(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.set_defaults(handler=_run_nasbench201)
 
 
+def _budgets(text: str) -> list[float]:
+    return sorted({_positive_float(part.strip()) for part in text.split(",") if part.strip()})
+
+
 def _run_nasbench201(args: argparse.Namespace) -> int:
     samplers: list[str] = args.samplers
+    budgets: list[float] = args.budget
     check_sampler_names(samplers)  # Before the table is read: fail fast on a typo.
     table = NasBench201Table.load(args.table)
     # The controller's networks are tiny: one thread is fastest, and it fixes the
     # floating-point order, so the figures repeat on any machine.
     torch.set_num_threads(1)
-    results = []
+    entries: dict[str, dict[str, Any]] = {}
     for name in samplers:
         try:
-            summary = run_nasbench201(table, name, seeds=args.seeds, budget_s=args.budget)
+            summaries = run_nasbench201_budgets(
+                table, name, seeds=args.seeds, budgets_s=budgets,
+                define_by_run=args.define_by_run,
+            )
         except ValueError as error:  # e.g. a budget below the cost of one evaluation
             if isinstance(error, NasError):
                 raise
             raise _CommandError(str(error)) from error
-        print(summary.line(), flush=True)
-        results.append(summary)
+        for budget, summary in summaries.items():
+            prefix = f"[{budget:g} s] " if len(budgets) > 1 else ""
+            print(prefix + summary.line(), flush=True)
+        # The largest budget's figures, as a single budget gives them; with a list, each
+        # budget's under its own key too.
+        entry = summaries[budgets[-1]].as_dict()
+        if len(budgets) > 1:
+            entry |= {f"{b:g}": summary.as_dict() for b, summary in summaries.items()}
+        entries[name] = entry
     if args.json is not None:
         document = {
             "benchmark": "nasbench201",
             "table": str(args.table),
-            "budget_s": args.budget,
+            "budget_s": budgets[-1] if len(budgets) == 1 else budgets,
             "seeds": args.seeds,
+            "define_by_run": args.define_by_run,
             "std": "population (ddof=0); std_sample has ddof=1",
-            "samplers": {summary.sampler: summary.as_dict() for summary in results},
+            "samplers": entries,
         }
-        try:
-            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+        _write_json(args.json, document)
     return 0
 
 
@@ -199,6 +224,10 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
         raise _CommandError(f"cannot write {str(path)!r}: {error.strerror}") from error
 
 
+def _sampler_names_or_none(text: str) -> list[str]:
+    return [] if text.strip() == "none" else _sampler_names(text)
+
+
 def _storage_names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in _overhead.STORAGES]
@@ -232,6 +261,16 @@ def _add_overhead(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         help="comma-separated registered sampler names (default: random,tpe,controller)",
     )
     parser.add_argument(
+        "--define-by-run",
+        type=_sampler_names_or_none,
+        default=list(_overhead.DEFINE_BY_RUN),
+        help=(
+            "samplers also measured on a define-by-run objective (six plain "
+            "suggest_categorical calls, no space object); 'none' for none (default: "
+            "controller)"
+        ),
+    )
+    parser.add_argument(
         "--storages",
         type=_storage_names,
         default=list(_overhead.STORAGES),
@@ -254,7 +293,7 @@ def _run_overhead(args: argparse.Namespace) -> int:
     import torch
 
     samplers: list[str] = args.samplers
-    check_sampler_names(samplers)
+    check_sampler_names([*samplers, *args.define_by_run])
     threads = torch.get_num_threads()
     if args.torch_threads is not None:
         torch.set_num_threads(args.torch_threads)
@@ -266,6 +305,7 @@ def _run_overhead(args: argparse.Namespace) -> int:
             storages=args.storages,
             seed=args.seed,
             progress=lambda result: print(_overhead.format_overhead_row(result), flush=True),
+            define_by_run=args.define_by_run,
         )
         document = _overhead.overhead_document(results, trials=args.trials, seed=args.seed)
     finally:

@@ -336,11 +336,16 @@ class NasBench201Objective:
     Paper: Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural
     Architecture Search", ICLR 2020, https://arxiv.org/abs/2001.00326.
 
+    With ``define_by_run=True`` the objective declares no space: it asks for the cell's six
+    edges with six plain ``trial.suggest_categorical(edge, ops)`` calls (params ``1<-0``,
+    ``2<-0``, ... as the space names its decisions), as a user's own objective would.
+
     Args:
         table: The benchmark table.
         budget_s: The search budget in simulated seconds (12,000 in the paper).
         space: The space whose params are suggested; the table's space by default. Give
             one with another prefix to share a trial with other params.
+        define_by_run: Suggest the edges with plain calls instead of ``space.suggest``.
 
     Raises:
         ValueError: The budget is not a positive finite number.
@@ -352,6 +357,7 @@ class NasBench201Objective:
         budget_s: float = 12000.0,
         *,
         space: NasBench201Space | None = None,
+        define_by_run: bool = False,
     ) -> None:
         if not (math.isfinite(budget_s) and budget_s > 0):
             raise ValueError(f"budget_s must be a positive number, got {budget_s!r}.")
@@ -362,6 +368,9 @@ class NasBench201Objective:
         self.evaluations = 0
         self.best: NasBench201Row | None = None
         self.exhausted = False
+        self.define_by_run = define_by_run
+        #: Every charged evaluation in order, with the total spent after it.
+        self.history: list[tuple[float, NasBench201Row]] = []
         self._lock = threading.Lock()
 
     @property
@@ -382,7 +391,13 @@ class NasBench201Objective:
             optuna.TrialPruned: The evaluation would exceed the budget (the study is stopped).
             TableError: The table has no row for the suggested architecture.
         """
-        arch = self.space.suggest(trial)
+        if self.define_by_run:
+            arch = self.space.from_values({
+                d.name: trial.suggest_categorical(d.name, d.choices)
+                for d in self.space.decisions
+            })
+        else:
+            arch = self.space.suggest(trial)
         row = self.table.get(arch)
         if row is None:
             raise TableError(
@@ -397,6 +412,7 @@ class NasBench201Objective:
                 self.spent_s += row.search_cost_s
                 self.evaluations += 1
                 spent = self.spent_s
+                self.history.append((spent, row))
                 if self.best is None or row.search_valid_acc > self.best.search_valid_acc:
                     self.best = row
         if over:
@@ -416,6 +432,24 @@ class NasBench201Objective:
         trial.set_user_attr("search_cost_s", row.search_cost_s)
         trial.set_user_attr("spent_s", spent)
         return row.search_valid_acc
+
+    def best_within(self, budget_s: float) -> tuple[NasBench201Row | None, int, float]:
+        """The answer a run with a smaller budget would have given: the best of the
+        evaluations charged before the first that would have exceeded it.
+
+        Returns:
+            The answer (``None`` if no evaluation fits), the evaluations and the seconds
+            that run would have charged.
+        """
+        best: NasBench201Row | None = None
+        evaluations, spent = 0, 0.0
+        for total, row in self.history:
+            if total > budget_s:
+                break
+            evaluations, spent = evaluations + 1, total
+            if best is None or row.search_valid_acc > best.search_valid_acc:
+                best = row
+        return best, evaluations, spent
 
 
 @dataclass(frozen=True)
@@ -520,12 +554,14 @@ def run_nasbench201(
     sampler: str,
     seeds: int | Sequence[int] = 100,
     budget_s: float = 12000.0,
+    *,
+    define_by_run: bool = False,
 ) -> NasBench201Summary:
     """Run the budget protocol with one registered sampler over several seeds.
 
     Run ``k`` uses seed ``k``: a new sampler from the registry (``make_sampler(sampler,
-    seed, table.space)``), a new in-memory study and a new
-    :class:`NasBench201Objective`. Optuna's log level is not changed here; the CLI
+    seed, table.space)``, or with no space for ``define_by_run``), a new in-memory study and
+    a new :class:`NasBench201Objective`. Optuna's log level is not changed here; the CLI
     lowers it to WARNING.
 
     Args:
@@ -534,6 +570,8 @@ def run_nasbench201(
             :func:`~optuna_nas.benchmarks.list_samplers`).
         seeds: The number of seeds (``N`` gives seeds ``0..N-1``) or the seeds themselves.
         budget_s: The budget of each run, in simulated seconds.
+        define_by_run: The objective asks for the edges with plain suggest calls, and the
+            sampler gets no space.
 
     Returns:
         The per-seed results and their summary.
@@ -541,30 +579,57 @@ def run_nasbench201(
     Raises:
         UnknownSamplerError: The sampler name is not registered.
     """
+    return run_nasbench201_budgets(
+        table, sampler, seeds, [budget_s], define_by_run=define_by_run
+    )[float(budget_s)]
+
+
+def run_nasbench201_budgets(
+    table: NasBench201Table,
+    sampler: str,
+    seeds: int | Sequence[int] = 100,
+    budgets_s: Sequence[float] = (12000.0,),
+    *,
+    define_by_run: bool = False,
+) -> dict[float, NasBench201Summary]:
+    """:func:`run_nasbench201` scored at several budgets from one search per seed.
+
+    Each seed runs once, to the largest budget; a smaller budget's answer is the incumbent
+    when it was reached (:meth:`NasBench201Objective.best_within`), which is what a run
+    with that budget gives, since a sampler's proposals do not depend on the budget.
+
+    Returns:
+        Budget -> the summary of the runs at that budget (their ``wall_s`` is that of the
+        whole search).
+    """
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("Give at least one seed.")
+    budgets = sorted({float(b) for b in budgets_s})
+    if not budgets:
+        raise ValueError("Give at least one budget.")
     start = time.perf_counter()
-    runs: list[NasBench201Run] = []
+    runs: dict[float, list[NasBench201Run]] = {b: [] for b in budgets}
     for seed in seed_list:
-        study = optuna.create_study(
-            direction="maximize", sampler=make_sampler(sampler, seed, table.space)
-        )
-        objective = NasBench201Objective(table, budget_s)
+        made = make_sampler(sampler, seed, None if define_by_run else table.space)
+        study = optuna.create_study(direction="maximize", sampler=made)
+        objective = NasBench201Objective(table, budgets[-1], define_by_run=define_by_run)
         study.optimize(objective)
-        best = objective.best
-        if best is None:  # The budget is below the cost of the first architecture drawn.
-            raise ValueError(
-                f"Budget {budget_s:g} s is too small for even one evaluation (seed {seed})."
+        for budget in budgets:
+            best, evaluations, spent = objective.best_within(budget)
+            if best is None:  # The budget is below the cost of the first architecture drawn.
+                raise ValueError(
+                    f"Budget {budget:g} s is too small for even one evaluation (seed {seed})."
+                )
+            runs[budget].append(
+                NasBench201Run(
+                    seed=seed,
+                    arch=str(best.arch),
+                    search_valid_acc=best.search_valid_acc,
+                    final_test_acc=best.final_test_acc,
+                    evaluations=evaluations,
+                    spent_s=spent,
+                )
             )
-        runs.append(
-            NasBench201Run(
-                seed=seed,
-                arch=str(best.arch),
-                search_valid_acc=best.search_valid_acc,
-                final_test_acc=best.final_test_acc,
-                evaluations=objective.evaluations,
-                spent_s=objective.spent_s,
-            )
-        )
-    return NasBench201Summary(sampler, float(budget_s), tuple(runs), time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    return {b: NasBench201Summary(sampler, b, tuple(r), wall) for b, r in runs.items()}

@@ -53,6 +53,9 @@ __all__ = [
 SAMPLERS: tuple[str, ...] = ("random", "tpe", "controller")
 """The samplers the overhead command measures by default (registered names)."""
 
+DEFINE_BY_RUN: tuple[str, ...] = ("controller",)
+"""The samplers also measured on the define-by-run objective (no space object)."""
+
 STORAGES: tuple[str, ...] = ("memory", "sqlite")
 """``memory``: Optuna's in-memory storage; ``sqlite``: an RDB storage on a temporary file."""
 
@@ -199,6 +202,7 @@ def measure_overhead(
     *,
     trials: int = 1000,
     seed: int = 0,
+    define_by_run: bool = False,
 ) -> OverheadResult:
     """Time every trial of one sampler on one storage with the trivial objective.
 
@@ -212,6 +216,9 @@ def measure_overhead(
         storage: ``"memory"`` or ``"sqlite"``.
         trials: Number of trials.
         seed: The sampler's seed.
+        define_by_run: The objective asks for the six edges with plain
+            ``suggest_categorical`` calls and the sampler gets no space; the result is
+            named ``"NAME (define-by-run)"``.
 
     Returns:
         The per-trial times.
@@ -225,7 +232,15 @@ def measure_overhead(
     if storage not in STORAGES:
         raise ValueError(f"Unknown storage {storage!r}; choose from {', '.join(STORAGES)}.")
     space = NasBench201Space()
-    chosen = make_sampler(sampler, seed, space)
+    chosen = make_sampler(sampler, seed, None if define_by_run else space)
+
+    def suggest(trial: optuna.Trial) -> Architecture:
+        if not define_by_run:
+            return space.suggest(trial)
+        return space.from_values(
+            {d.name: trial.suggest_categorical(d.name, d.choices) for d in space.decisions}
+        )
+
     per_trial: list[float] = []
     with tempfile.TemporaryDirectory(prefix="optuna-nas-overhead-") as directory:
         started = time.perf_counter()
@@ -238,14 +253,15 @@ def measure_overhead(
             for _ in range(trials):
                 begin = clock()
                 trial = study.ask()
-                value = synthetic_score(space.suggest(trial))
+                value = synthetic_score(suggest(trial))
                 study.tell(trial, value)
                 per_trial.append((clock() - begin) * 1000.0)
         finally:
             if isinstance(backend, optuna.storages.RDBStorage):
                 backend.engine.dispose()
         wall = time.perf_counter() - started
-    return OverheadResult(sampler, storage, tuple(per_trial), wall)
+    name = f"{sampler} (define-by-run)" if define_by_run else sampler
+    return OverheadResult(name, storage, tuple(per_trial), wall)
 
 
 def run_overhead(
@@ -255,6 +271,7 @@ def run_overhead(
     storages: Sequence[str] = STORAGES,
     seed: int = 0,
     progress: Callable[[OverheadResult], None] | None = None,
+    define_by_run: Sequence[str] = DEFINE_BY_RUN,
 ) -> list[OverheadResult]:
     """Measure every sampler on every storage, one after the other, in this process.
 
@@ -264,6 +281,8 @@ def run_overhead(
         storages: Storage kinds, from :data:`STORAGES`.
         seed: The samplers' seed.
         progress: Called with each result as soon as it is measured.
+        define_by_run: Samplers also measured on the define-by-run objective, with no
+            space.
 
     Returns:
         One result per storage and sampler, storage by storage.
@@ -274,14 +293,17 @@ def run_overhead(
     """
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}.")
-    check_sampler_names(list(samplers))
+    check_sampler_names([*samplers, *define_by_run])
     for storage in storages:
         if storage not in STORAGES:
             raise ValueError(f"Unknown storage {storage!r}; choose from {', '.join(STORAGES)}.")
     results: list[OverheadResult] = []
     for storage in storages:
-        for sampler in samplers:
-            result = measure_overhead(sampler, storage, trials=trials, seed=seed)
+        runs = [(s, False) for s in samplers] + [(s, True) for s in define_by_run]
+        for sampler, plain in runs:
+            result = measure_overhead(
+                sampler, storage, trials=trials, seed=seed, define_by_run=plain
+            )
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -296,7 +318,7 @@ def _header(trials: int) -> tuple[str, str]:
 def format_overhead_row(result: OverheadResult) -> str:
     """One row of :func:`format_overhead_table`."""
     return (
-        f"{result.sampler:<12} {result.storage:<8} {result.first_ms:>14.2f} "
+        f"{result.sampler:<26} {result.storage:<8} {result.first_ms:>14.2f} "
         f"{result.last_ms:>16.2f} {result.wall_s:>8.1f}"
     )
 
@@ -305,8 +327,8 @@ def format_overhead_header(trials: int) -> str:
     """The two header lines of :func:`format_overhead_table`."""
     first, last = _header(trials)
     return (
-        f"{'':<12} {'':<8} {'ms/trial':>14} {'ms/trial':>16} {'total':>8}\n"
-        f"{'sampler':<12} {'storage':<8} {first:>14} {last:>16} {'s':>8}"
+        f"{'':<26} {'':<8} {'ms/trial':>14} {'ms/trial':>16} {'total':>8}\n"
+        f"{'sampler':<26} {'storage':<8} {first:>14} {last:>16} {'s':>8}"
     )
 
 

@@ -93,11 +93,13 @@ def test_cli_prints_the_table_and_writes_json(
     assert status == 0
     lines = capsys.readouterr().out.splitlines()
     assert "trials 1-3" in lines[1] and "trials 27-30" in lines[1]
-    rows = [line.split() for line in lines[2:]]
+    # The sampler's column is 26 characters wide: "controller (define-by-run)".
+    rows = [[line[:26].strip(), *line[26:].split()] for line in lines[2:]]
     assert [(row[0], row[1]) for row in rows] == [
         ("random", "memory"),
         ("tpe", "memory"),
         ("controller", "memory"),
+        ("controller (define-by-run)", "memory"),
     ]
     for row in rows:
         assert all(float(cell) >= 0 for cell in row[2:])
@@ -115,6 +117,7 @@ def test_cli_prints_the_table_and_writes_json(
         ("random", "memory"),
         ("tpe", "memory"),
         ("controller", "memory"),
+        ("controller (define-by-run)", "memory"),
     ]
     for result, row in zip(results, rows, strict=True):
         assert result["trials"] == 30
@@ -126,7 +129,8 @@ def test_cli_prints_the_table_and_writes_json(
 
 
 def test_cli_on_sqlite(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["overhead", "--trials", "6", "--samplers", "random,controller", "--storages", "sqlite"]
+    argv = ["overhead", "--trials", "6", "--samplers", "random,controller", "--storages", "sqlite",
+            "--define-by-run", "none"]
     status = main(argv)
     assert status == 0
     lines = capsys.readouterr().out.splitlines()

@@ -9,6 +9,10 @@ every edge and scores 22.5, a random cell 12.0 on average (standard deviation 3.
 ranking is fine-grained enough that a sampler that never repeats an architecture still has
 good new ones to find after 200 trials (the 200th best cell scores 19.1).
 
+The test runs twice: with the declared space (``space.suggest(trial)``), and define-by-run,
+where the objective asks for the six edges with plain ``suggest_categorical`` calls and each
+worker's sampler is ``ControllerSampler(seed=worker)``, with no space.
+
 Each trial records, as user attrs, the worker that ran it and the trial numbers its
 worker's controller had learned from (``sampler._learned``) when it proposed the trial's
 architecture. The test then checks that every trial is recorded, that every worker's
@@ -77,7 +81,9 @@ def _wait_for_everyone(ready_dir: Path, index: int, n_workers: int) -> None:
         time.sleep(0.05)
 
 
-def run_worker(url: str, study_name: str, index: int, n_trials: int, ready_dir: Path) -> None:
+def run_worker(
+    url: str, study_name: str, index: int, n_trials: int, ready_dir: Path, mode: str
+) -> None:
     """One worker: ``n_trials`` trials of the shared study with its own ControllerSampler.
 
     Args:
@@ -86,16 +92,22 @@ def run_worker(url: str, study_name: str, index: int, n_trials: int, ready_dir: 
         index: The worker's number, also its sampler's seed.
         n_trials: How many trials this worker runs.
         ready_dir: Where the workers meet before they start.
+        mode: ``"declared"`` (the space object) or ``"define-by-run"`` (plain suggests).
     """
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = NasBench201Space()
-    sampler = ControllerSampler(space, seed=index)
+    sampler = ControllerSampler(space if mode == "declared" else None, seed=index)
     rdb = storage(url)
     study = optuna.load_study(study_name=study_name, storage=rdb, sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
-        arch = space.suggest(trial)
+        if mode == "declared":
+            arch = space.suggest(trial)
+        else:
+            arch = space.from_values(
+                {d.name: trial.suggest_categorical(d.name, d.choices) for d in space.decisions}
+            )
         trial.set_user_attr("worker", index)
         # What this worker's controller had learned from when it proposed `arch`.
         trial.set_user_attr("learned", sorted(sampler._learned))
@@ -106,10 +118,12 @@ def run_worker(url: str, study_name: str, index: int, n_trials: int, ready_dir: 
     rdb.engine.dispose()
 
 
+@pytest.mark.parametrize("mode", ["declared", "define-by-run"])
 def test_four_workers_share_one_learning_controller(
     postgres_url: str,  # noqa: F811
     postgres_study_name: str,  # noqa: F811
     tmp_path: Path,
+    mode: str,
 ) -> None:
     rdb = storage(postgres_url)
     optuna.create_study(study_name=postgres_study_name, storage=rdb, direction="maximize")
@@ -131,6 +145,7 @@ def test_four_workers_share_one_learning_controller(
                 str(index),
                 str(TRIALS_PER_WORKER),
                 str(ready_dir),
+                mode,
             ],
             cwd=ROOT,
             env=env,
@@ -165,7 +180,7 @@ def test_four_workers_share_one_learning_controller(
     for index in range(N_WORKERS):
         assert sum(w == index for w in worker_of.values()) == TRIALS_PER_WORKER
     for t in trials:
-        arch = {k: v for k, v in t.params.items() if k.startswith("arch/")}
+        arch = {k: v for k, v in t.params.items() if mode != "declared" or k.startswith("arch/")}
         assert len(arch) == 6
         assert t.value == pytest.approx(reward(arch))
 
@@ -208,4 +223,5 @@ if __name__ == "__main__":
         int(sys.argv[3]),
         int(sys.argv[4]),
         Path(sys.argv[5]),
+        sys.argv[6],
     )
