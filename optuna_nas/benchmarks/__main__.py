@@ -24,7 +24,7 @@ from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201_budgets
 from optuna_nas.errors import NasError
-from optuna_nas.samplers._registry import check_sampler_names
+from optuna_nas.samplers._registry import UnknownSamplerError, check_sampler_names
 from optuna_nas.worker import add_storage_options
 
 Handler = Callable[[argparse.Namespace], int]
@@ -189,6 +189,15 @@ def _add_fcnet(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="comma-separated registered sampler names (default: random,tpe,controller)",
     )
     parser.add_argument(
+        "--space", action="store_true",
+        help=(
+            "suggest the architecture (activations, widths, dropouts) through a space "
+            "object, the training hyperparameters with plain calls: compares the "
+            "controller's joint search (controller) with delegating the hyperparameters "
+            "to TPE (controller-delegated)"
+        ),
+    )
+    parser.add_argument(
         "--json", type=Path, default=None, help="also write the figures here"
     )
     parser.set_defaults(handler=_run_fcnet)
@@ -202,7 +211,12 @@ def _run_fcnet(args: argparse.Namespace) -> int:
     checkpoints = sorted({min(25, args.trials), args.trials})
     results = []
     for name in samplers:
-        summary = run_fcnet(table, name, seeds=args.seeds, trials=args.trials)
+        try:
+            summary = run_fcnet(
+                table, name, seeds=args.seeds, trials=args.trials, space=args.space
+            )
+        except UnknownSamplerError as error:
+            raise _CommandError(str(error)) from None
         print(summary.line(checkpoints), flush=True)
         results.append(summary)
     if args.json is not None:
@@ -211,6 +225,7 @@ def _run_fcnet(args: argparse.Namespace) -> int:
             "table": str(args.table),
             "trials": args.trials,
             "seeds": args.seeds,
+            "space": args.space,
             "samplers": {s.sampler: s.as_dict(checkpoints) for s in results},
         }
         _write_json(args.json, document)

@@ -19,17 +19,20 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
+from torch import nn
 
-from optuna_nas.errors import TableError, _short_repr
+from optuna_nas.errors import ArchitectureError, TableError, _short_repr
 from optuna_nas.samplers._registry import make_sampler
+from optuna_nas.spaces import Architecture, Choice, Decision, SearchSpace
 
-__all__ = ["FCNetObjective", "FCNetSummary", "FCNetTable", "run_fcnet"]
+__all__ = ["FCNetArchSpace", "FCNetObjective", "FCNetSummary", "FCNetTable", "run_fcnet"]
 
 #: The configuration's columns, in the order the objective suggests them.
 PARAM_COLUMNS: tuple[str, ...] = (
@@ -172,6 +175,69 @@ def _key(config: Sequence[str]) -> tuple[Any, ...]:
     )
 
 
+#: The architecture's columns (the rest are training hyperparameters).
+ARCH_COLUMNS: tuple[str, ...] = PARAM_COLUMNS[:6]
+
+
+class FCNetArchSpace(SearchSpace):
+    """FCNet's architecture as a space object: per layer an activation, a width and a
+    dropout, written ``relu-tanh/256-512/0.0-0.3``. For the benchmark's ``--space`` mode,
+    which compares joint search (the controller models the training hyperparameters too)
+    with delegating those to TPE.
+
+    Args:
+        values: The table's values of each architecture column.
+        prefix: The params' prefix.
+    """
+
+    name = "fcnet"
+
+    def __init__(self, values: dict[str, tuple[Any, ...]], *, prefix: str = "arch/") -> None:
+        super().__init__(prefix=prefix)
+        self._decisions = tuple(Decision(c, values[c]) for c in ARCH_COLUMNS)
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        return self._decisions
+
+    def format(self, values: Mapping[str, Choice]) -> str:
+        return "/".join(
+            f"{values[f'{kind}_1']}-{values[f'{kind}_2']}"
+            for kind in ("activation_fn", "n_units", "dropout")
+        )
+
+    def _parse_values(self, string: str) -> dict[str, Choice]:
+        parts = [p.split("-") for p in string.strip().split("/")]
+        if len(parts) != 3 or any(len(p) != 2 for p in parts):
+            raise ArchitectureError(
+                f"fcnet: {string!r} is not of the form ACT-ACT/UNITS-UNITS/DROP-DROP, e.g. "
+                "'relu-tanh/256-512/0.0-0.3'."
+            )
+        values: dict[str, Choice] = {}
+        for kind, (first, second) in zip(("activation_fn", "n_units", "dropout"), parts,
+                                         strict=True):
+            for layer, text in ((1, first), (2, second)):
+                try:
+                    values[f"{kind}_{layer}"] = text if kind == "activation_fn" else float(text)
+                except ValueError:
+                    raise ArchitectureError(f"fcnet: {text!r} is not a number.") from None
+        return values
+
+    def build(self, arch: Architecture, **network_options: Any) -> torch.nn.Module:
+        """The two-layer network: ``in_features`` (required) to one output."""
+        in_features = int(network_options["in_features"])
+        layers: list[nn.Module] = []
+        width = in_features
+        for layer in (1, 2):
+            units = int(float(str(arch[f"n_units_{layer}"])))
+            activation = nn.ReLU() if arch[f"activation_fn_{layer}"] == "relu" else nn.Tanh()
+            layers += [nn.Linear(width, units), activation,
+                       nn.Dropout(float(str(arch[f"dropout_{layer}"])))]
+            width = units
+        layers.append(nn.Linear(width, int(network_options.get("out_features", 1))))
+        return nn.Sequential(*layers)
+
+
 class FCNetObjective:
     """The FCNet protocol as a define-by-run Optuna objective (the study minimizes).
 
@@ -180,13 +246,20 @@ class FCNetObjective:
     their index, and returns the ``val_loss`` of one of the four training seeds, drawn at
     random. :attr:`regrets` records the incumbent's regret after each evaluation.
 
+    Given a ``space`` (:class:`FCNetArchSpace`), the architecture's six params come from
+    ``space.suggest(trial)`` instead, and the training hyperparameters stay plain calls.
+
     Args:
         table: The benchmark table.
         seed: Seed of the training-seed draws.
+        space: The architecture's space object, or ``None`` for define-by-run.
     """
 
-    def __init__(self, table: FCNetTable, seed: int) -> None:
+    def __init__(
+        self, table: FCNetTable, seed: int, space: FCNetArchSpace | None = None
+    ) -> None:
         self.table = table
+        self.space = space
         self._random = random.Random(seed)
         self._best: float | None = None
         self.incumbent: tuple[Any, ...] | None = None
@@ -194,7 +267,12 @@ class FCNetObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         config: list[Any] = []
-        for column in PARAM_COLUMNS:
+        columns = PARAM_COLUMNS
+        if self.space is not None:
+            arch = self.space.suggest(trial)
+            config = [arch[c] for c in ARCH_COLUMNS]
+            columns = PARAM_COLUMNS[len(ARCH_COLUMNS) :]
+        for column in columns:
             choices = self.table.values[column]
             if column in _CATEGORICAL:
                 config.append(trial.suggest_categorical(column, choices))
@@ -252,7 +330,12 @@ class FCNetSummary:
 
 
 def run_fcnet(
-    table: FCNetTable, sampler: str, seeds: int | Sequence[int] = 100, trials: int = 100
+    table: FCNetTable,
+    sampler: str,
+    seeds: int | Sequence[int] = 100,
+    trials: int = 100,
+    *,
+    space: bool = False,
 ) -> FCNetSummary:
     """Run the protocol with one registered sampler over several seeds.
 
@@ -264,15 +347,19 @@ def run_fcnet(
         sampler: A registered sampler name.
         seeds: The number of seeds (``N`` gives ``0..N-1``) or the seeds themselves.
         trials: Evaluations per run.
+        space: Suggest the architecture through :class:`FCNetArchSpace`, which the sampler
+            gets too.
     """
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("Give at least one seed.")
     start = time.perf_counter()
     regrets = []
+    arch_space = FCNetArchSpace(table.values) if space else None
     for seed in seed_list:
-        study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, seed))
-        objective = FCNetObjective(table, seed)
+        made = make_sampler(sampler, seed, arch_space)
+        study = optuna.create_study(direction="minimize", sampler=made)
+        objective = FCNetObjective(table, seed, arch_space)
         study.optimize(objective, n_trials=trials)
         regrets.append(tuple(objective.regrets))
     return FCNetSummary(sampler, tuple(regrets), time.perf_counter() - start)

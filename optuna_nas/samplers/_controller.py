@@ -52,11 +52,26 @@ class _Sample:
 class ControllerSampler(BaseSampler):
     """The NAS-RL controller as an Optuna sampler: an LSTM trained by policy gradient.
 
-    At a trial's first architecture param, the controller samples the whole architecture
-    jointly, unrolling over the space's decisions (conditional ones included, fixed params
-    from ``study.enqueue_trial`` imposed), and then serves each ``arch/`` param as
-    ``space.suggest(trial)`` asks for it. Every other param goes to ``base_sampler``, so
-    one trial can tune an architecture and a learning rate.
+    At a trial's first param, the controller samples the whole configuration jointly,
+    unrolling over its decisions (conditional ones included, fixed params from
+    ``study.enqueue_trial`` imposed), and then serves each param as the objective asks for
+    it. Its decisions are:
+
+    * **With no space (define-by-run):** the study's own params, learned from the trials.
+      Each param name with its distribution is a decision, in the order the objective
+      suggests them. Categorical params have their choices; int and float params are
+      ordinal: their grid when it has at most 32 values, else 16 equal bins of the range
+      (log-scaled for ``log=True``) with the value drawn inside the chosen bin, always in
+      the bounds and on the ``step`` grid. A param that only some trials suggest is
+      conditional: the controller learns from the trials which earlier choice decides it
+      (``if op == "conv": trial.suggest_int("kernel", ...)``) and proposes it only there.
+      A param seen for the first time extends the policy, which keeps what it learned; a
+      param suggested with a changed distribution is a new decision (named ``name#1``).
+      A param first seen in a running trial is drawn uniformly.
+    * **With a space:** the space's decisions, served as ``space.suggest(trial)`` asks,
+      and, with ``joint=True`` (the default), the trial's other params learned as above,
+      so that architecture and hyperparameters are one policy. ``joint=False`` hands the
+      other params to ``base_sampler`` instead.
 
     The controller learns from the finished trials in the study's storage, incrementally:
     before each proposal it reads the trials it has not learned from yet. Any number of
@@ -87,8 +102,12 @@ class ControllerSampler(BaseSampler):
     ``entropy_weight``): Pham et al. 2018, https://arxiv.org/abs/1802.03268.
 
     Args:
-        space: The search space whose ``arch/`` params the controller samples.
-        base_sampler: The sampler of every other param; Optuna's TPESampler by default.
+        space: The search space whose params the controller samples, or ``None`` to learn
+            the params from the trials (define-by-run).
+        joint: With a space, model the trial's other params too (``True``) or hand them
+            to ``base_sampler``.
+        base_sampler: With a space and ``joint=False``, the sampler of every param outside
+            it; Optuna's TPESampler by default.
         seed: Seed of the controller's initialisation and sampling.
         preset: ``"default"``, ``"nas-rl"`` or ``"enas"``; the options below override it.
         hidden_size: LSTM units.
@@ -110,7 +129,8 @@ class ControllerSampler(BaseSampler):
         local_parents: How many of the best architectures those candidates start from.
         surrogate_target: ``"rank"`` or ``"value"``: what the screening model is fitted
             to.
-        avoid_duplicates: Never propose an architecture the study already holds.
+        avoid_duplicates: Never propose a configuration the study already holds (over
+            every modelled param; a binned float counts by its bin).
         tanh_constant: ENAS' logit squashing ``c * tanh(logits)``, or ``None``.
         temperature: Logits are divided by it.
         entropy_weight: Entropy bonus of the policy loss.
@@ -679,7 +699,8 @@ class ControllerSampler(BaseSampler):
             ) from None
         self._learned.add(trial.number)
         self._seen_rows.add(tuple(row))
-        if any(i < 0 for i in row[len(self._arch) :]):
+        if self._conditions or any(i < 0 for i in row[len(self._arch) :]):
+            # A new row can make a param conditional, or contradict a learned condition.
             self._conditions_stale = True
         reward = self._reward(study, trial)
         if reward is None:

@@ -235,5 +235,11 @@ def _nas_rl(seed: int, space: SearchSpace | None = None) -> optuna.samplers.Base
     return ControllerSampler(space, seed=seed, preset="nas-rl")
 
 
+def _controller_delegated(seed: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    # The space's params by the controller, every other param by its base sampler (TPE).
+    return ControllerSampler(space, seed=seed, joint=False)
+
+
 register_sampler("controller", _controller)
+register_sampler("controller-delegated", _controller_delegated)
 register_sampler("nas-rl", _nas_rl)

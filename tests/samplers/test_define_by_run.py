@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 import pytest
@@ -218,3 +221,13 @@ def test_unknown_distributions_are_refused() -> None:
     assert ParamDecision.of("a", "a", Odd([1, 2])).size == 2
     assert ParamDecision.of("b", "b", IntDistribution(0, 3)).grid
     assert not ParamDecision.of("c", "c", FloatDistribution(0, 1)).grid
+
+
+def test_the_define_by_run_example_runs(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "define_by_run.py"
+    result = subprocess.run(
+        [sys.executable, str(example), "--trials", "3", "--epochs", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "best valid accuracy" in result.stdout
