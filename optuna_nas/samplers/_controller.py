@@ -717,6 +717,14 @@ class ControllerSampler(BaseSampler):
             or self._values_row(stored.get("values", {})) != tuple(row)
         ):
             old = None
+        if old is None and self.advantage == "rank":
+            # A trial the policy did not propose as it ran (fixed params, a define-by-run
+            # study's first trials, a param drawn before it was a decision): its
+            # probability under the policy now is its reference, so that the clipped
+            # update bounds it like the others instead of pushing it at every update.
+            with torch.no_grad():
+                _, log_prob, _ = self._policy.unroll(1, choices=torch.tensor([row]))
+            old = float(log_prob[0])
         self._samples.append(_Sample(trial.number, row, reward, old))
         self._pending += 1
         if self.advantage == "baseline" and self._pending >= self.batch_size:
@@ -739,8 +747,10 @@ class ControllerSampler(BaseSampler):
                 new[position] = row[old]
             return new
 
+        # A row's probability is unchanged: its new decisions are not made, so the policy
+        # skips them, and the old ones keep their heads.
         self._samples = [
-            _Sample(s.number, grown(s.choices), s.reward, None) for s in self._samples
+            _Sample(s.number, grown(s.choices), s.reward, s.old_log_prob) for s in self._samples
         ]
         self._seen_rows = {tuple(grown(r)) for r in self._seen_rows}
         self._pool, self._pool_key = [], None
