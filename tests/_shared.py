@@ -6,3 +6,4 @@ from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 NASBENCH201_TABLE = SHARED / "benchmarks" / "nasbench201" / "cifar10.csv"
+FCNET_TABLE = SHARED / "benchmarks" / "fcnet" / "slice_localization.csv"

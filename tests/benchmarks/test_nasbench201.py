@@ -296,3 +296,44 @@ def test_custom_sampler_by_name(
     finally:
         unregister_sampler("test-custom")
     assert "test-custom" not in list_samplers()
+
+
+def test_budgets_from_one_search_are_the_runs_of_each_budget(table: NasBench201Table) -> None:
+    from optuna_nas.benchmarks._nasbench201 import run_nasbench201_budgets
+
+    both = run_nasbench201_budgets(table, "random", seeds=3, budgets_s=[12000, 3000])
+    assert sorted(both) == [3000.0, 12000.0]
+    for budget, summary in both.items():
+        alone = run_nasbench201(table, "random", seeds=3, budget_s=budget)
+        assert summary.runs == alone.runs
+    assert both[3000.0].mean_evaluations < both[12000.0].mean_evaluations
+
+
+def test_define_by_run_asks_six_plain_categoricals(table: NasBench201Table) -> None:
+    objective = NasBench201Objective(table, 2000, define_by_run=True)
+    study = optuna.create_study(direction="maximize",
+                                sampler=make_sampler("controller", 0))
+    study.optimize(objective)
+    first = study.trials[0]
+    assert list(first.params) == [d.name for d in table.space.decisions]
+    assert all(isinstance(d, optuna.distributions.CategoricalDistribution)
+               for d in first.distributions.values())
+    assert objective.best is not None and objective.evaluations >= 5
+
+
+def test_cli_budget_lists_and_define_by_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    status = main(["nasbench201", "--table", str(NASBENCH201_TABLE), "--budget", "3000,6000",
+                   "--seeds", "2", "--samplers", "random,controller", "--define-by-run",
+                   "--json", str(out)])
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines] == [
+        ["[3000", "s]"], ["[6000", "s]"], ["[3000", "s]"], ["[6000", "s]"]]
+    document = json.loads(out.read_text())
+    assert document["define_by_run"] is True and document["budget_s"] == [3000.0, 6000.0]
+    for name in ("random", "controller"):
+        entry = document["samplers"][name]
+        assert entry["3000"]["budget_s"] == 3000.0 and entry["6000"]["mean"] == entry["mean"]
