@@ -1,4 +1,4 @@
-"""NAS and ordinary tuning in one trial: the controller picks the cells, TPE the learning rate.
+"""NAS and ordinary tuning in one trial: the controller learns the cells and the learning rate.
 
 Run:  python examples/controller_with_hpo.py --trials 20
 Several workers on one study (each its own process, any machine that reaches the database):
@@ -27,7 +27,7 @@ def main() -> None:
 
     def objective(trial: optuna.Trial) -> float:
         arch = space.suggest(trial)  # served by the controller, decision by decision
-        lr = trial.suggest_float("lr", 1e-2, 0.2, log=True)  # served by the base sampler
+        lr = trial.suggest_float("lr", 1e-2, 0.2, log=True)  # by the same policy (joint=True)
         nas.seed_everything(trial.number)
         model = space.build(arch, channels=8, layers=2, in_channels=1, num_classes=10)
         return nas.train(model, data, epochs=args.epochs, lr=lr, trial=trial)
@@ -36,9 +36,8 @@ def main() -> None:
         study_name="controller_with_hpo",
         storage=args.storage,
         direction="maximize",
-        sampler=nas.ControllerSampler(
-            space, base_sampler=optuna.samplers.TPESampler(seed=args.seed), seed=args.seed
-        ),
+        # joint=False would hand lr to a base sampler (TPE) that sees nothing of the cells.
+        sampler=nas.ControllerSampler(space, seed=args.seed),
         pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
         load_if_exists=True,
     )
