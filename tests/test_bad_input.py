@@ -51,6 +51,7 @@ import optuna_nas.autodeeplab as autodeeplab_module
 import optuna_nas.spaces as spaces_module
 from optuna_nas.autodeeplab import AutoDeepLabSpace
 from optuna_nas.benchmarks import NasBench201Table
+from optuna_nas.benchmarks._fcnet import FCNetArchSpace
 from optuna_nas.benchmarks._nasbench201 import NUMERIC_COLUMNS
 from optuna_nas.errors import ArchitectureError, NasError, TableError
 from optuna_nas.spaces import (
@@ -85,6 +86,11 @@ SPACES: dict[str, Callable[[], SearchSpace]] = {
     "nasrl-macro": lambda: NasRLMacroSpace(min_layers=2, max_layers=4, strides=True),
     "nasrl-recurrent": NasRLRecurrentSpace,
     "autodeeplab": lambda: AutoDeepLabSpace(layers=4, blocks=3),
+    "fcnet": lambda: FCNetArchSpace({
+        "activation_fn_1": ("relu", "tanh"), "activation_fn_2": ("relu", "tanh"),
+        "n_units_1": (16.0, 512.0), "n_units_2": (16.0, 512.0),
+        "dropout_1": (0.0, 0.3), "dropout_2": (0.0, 0.3),
+    }),
 }
 
 

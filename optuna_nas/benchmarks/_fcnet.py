@@ -210,7 +210,8 @@ class FCNetArchSpace(SearchSpace):
         parts = [p.split("-") for p in string.strip().split("/")]
         if len(parts) != 3 or any(len(p) != 2 for p in parts):
             raise ArchitectureError(
-                f"fcnet: {string!r} is not of the form ACT-ACT/UNITS-UNITS/DROP-DROP, e.g. "
+                f"fcnet: {_short_repr(string)} is not of the form ACT-ACT/UNITS-UNITS/DROP-DROP, "
+                "e.g. "
                 "'relu-tanh/256-512/0.0-0.3'."
             )
         values: dict[str, Choice] = {}
@@ -220,7 +221,9 @@ class FCNetArchSpace(SearchSpace):
                 try:
                     values[f"{kind}_{layer}"] = text if kind == "activation_fn" else float(text)
                 except ValueError:
-                    raise ArchitectureError(f"fcnet: {text!r} is not a number.") from None
+                    raise ArchitectureError(
+                        f"fcnet: {_short_repr(text)} is not a number of units or a dropout."
+                    ) from None
         return values
 
     def build(self, arch: Architecture, **network_options: Any) -> torch.nn.Module:

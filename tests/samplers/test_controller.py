@@ -276,9 +276,12 @@ def test_enqueued_trials_are_respected_and_learned() -> None:
     samples = {s.number: s for s in sampler._samples}
     assert samples[0].reward == 6.0
     assert samples[0].choices == [space.decisions[0].choices.index(BEST_OP)] * 6
-    # Enqueued trials were not drawn from the policy: no importance weight.
-    assert samples[0].old_log_prob is None and samples[1].old_log_prob is None
-    assert samples[3].old_log_prob is not None
+    # Enqueued trials were not drawn from the policy: their PPO reference is their
+    # probability under the policy when learned, not the stored proposal's.
+    for number in (0, 1):
+        reference = samples[number].old_log_prob
+        assert reference is not None and math.isfinite(reference) and reference < 0
+    assert samples[3].old_log_prob == trials[3].system_attrs[PROPOSAL_KEY]["log_prob"]
 
 
 def test_partial_fixed_sampler_wrapping_the_controller() -> None:
@@ -294,11 +297,14 @@ def test_partial_fixed_sampler_wrapping_the_controller() -> None:
     # The controller learned from these trials ...
     assert sample_numbers(controller) == list(range(11))
     # ... and uses a stored log-probability only where the trial ran its proposal: where the
-    # fixed value replaced the proposed one, the proposal's probability is not the trial's.
+    # fixed value replaced the proposed one, the proposal's probability is not the trial's,
+    # and the trial's probability under the policy when learned stands in for it.
     for s in controller._samples:
         trial = study.trials[s.number]
         ran_proposal = proposal_params(trial, space) == arch_params(trial, space)
-        assert (s.old_log_prob is not None) == ran_proposal
+        stored = trial.system_attrs[PROPOSAL_KEY]["log_prob"]
+        assert s.old_log_prob is not None
+        assert (s.old_log_prob == stored) == ran_proposal
 
 
 def test_partial_fixed_params_in_a_conditional_space() -> None:
