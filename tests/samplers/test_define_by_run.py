@@ -231,3 +231,36 @@ def test_the_define_by_run_example_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "best valid accuracy" in result.stdout
+
+
+def test_define_by_run_is_the_declared_controller_given_the_same_state() -> None:
+    # With the declared sampler's initial policy and random state, a define-by-run sampler
+    # whose six decisions are registered up front proposes exactly the same cells: the two
+    # differ only in their random streams.
+    space = NasBench201Space()
+    scores = {"none": 0.0, "skip_connect": 1.0, "avg_pool_3x3": 1.5, "nor_conv_1x1": 2.5,
+              "nor_conv_3x3": 3.0}
+
+    def run(sampler: ControllerSampler, plain: bool) -> list[tuple[object, ...]]:
+        def objective(trial: optuna.Trial) -> float:
+            if plain:
+                values = {d.name: trial.suggest_categorical(d.name, d.choices)
+                          for d in space.decisions}
+            else:
+                values = space.suggest(trial).as_dict()
+            return sum(i * scores[str(op)] for i, op in enumerate(values.values(), start=1))
+
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(objective, n_trials=30)
+        return [tuple(t.params.values()) for t in study.trials]
+
+    declared = ControllerSampler(space, seed=5)
+    plain = ControllerSampler(seed=5)
+    moved = plain._params.observe(
+        {d.name: CategoricalDistribution(d.choices) for d in space.decisions})
+    assert moved is not None
+    plain._extend(moved)
+    plain._policy.load_state_dict(declared._policy.state_dict())
+    plain._optimizer = torch.optim.Adam(plain._policy.parameters(), lr=plain.lr)
+    plain._generator.set_state(declared._generator.get_state())
+    assert run(plain, True) == run(declared, False)
