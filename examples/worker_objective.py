@@ -38,10 +38,8 @@ _data: nas.ImageData | None = None
 
 
 def sampler(seed: int | None) -> optuna.samplers.BaseSampler:
-    """The controller picks the cell, TPE the learning rate; one seed per worker."""
-    return nas.ControllerSampler(
-        space, base_sampler=optuna.samplers.TPESampler(seed=seed), seed=seed
-    )
+    """The controller learns the cell and the learning rate together; one seed per worker."""
+    return nas.ControllerSampler(space, seed=seed)
 
 
 def pruner() -> optuna.pruners.BasePruner:

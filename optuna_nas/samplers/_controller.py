@@ -3,6 +3,7 @@ from __future__ import annotations
 import enum
 import math
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -208,6 +209,14 @@ class ControllerSampler(BaseSampler):
         def pick(name: str, value: Any) -> Any:
             return config[name] if value is None else value
 
+        if space is not None and joint and base_sampler is not None:
+            warnings.warn(
+                "ControllerSampler(space, base_sampler=...) with joint=True models the params "
+                "outside the space itself, so base_sampler serves none of them; pass "
+                "joint=False to hand them to base_sampler.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._space = space
         self.joint = space is None or joint
         self._base = base_sampler or optuna.samplers.TPESampler(seed=seed)
@@ -259,9 +268,8 @@ class ControllerSampler(BaseSampler):
         return self.joint and not param_name.startswith(self._space.prefix)
 
     def _set_decisions(self) -> None:
-        conditions = getattr(self, "_conditions", {})
         self._decisions = self._arch + [
-            Decision(d.name, tuple(range(d.size)), condition=conditions.get(d.name))
+            Decision(d.name, tuple(range(d.size)), condition=self._conditions.get(d.name))
             for d in self._params.decisions
         ]
         self._index = {d.name: i for i, d in enumerate(self._decisions)}

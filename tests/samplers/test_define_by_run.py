@@ -204,6 +204,9 @@ def test_with_a_space_the_other_params_are_modelled_jointly_or_delegated() -> No
 def test_base_sampler_without_a_space_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="with no space the controller models every param"):
         ControllerSampler(base_sampler=optuna.samplers.RandomSampler())
+    # With a space and joint=True it would serve nothing: said, not silent.
+    with pytest.warns(UserWarning, match="pass joint=False"):
+        ControllerSampler(NasBench201Space(), base_sampler=optuna.samplers.RandomSampler())
 
 
 @pytest.mark.parametrize("preset", ["default", "nas-rl", "enas"])
