@@ -326,10 +326,7 @@ def _run_overhead(args: argparse.Namespace) -> int:
     finally:
         torch.set_num_threads(threads)
     if args.json is not None:
-        try:
-            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+        _write_json(args.json, document)
     return 0
 
 
@@ -403,10 +400,7 @@ def _run_asha(args: argparse.Namespace) -> int:
         print(line, flush=True)
     if args.json is not None:
         document = {**result.as_dict(), "torch_threads": 1}
-        try:
-            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+        _write_json(args.json, document)
     return 0
 
 
@@ -523,12 +517,7 @@ def _run_peer_benchmark(
     for line in result.lines():
         print(line, flush=True)
     if args.json is not None:
-        try:
-            args.json.write_text(
-                json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8"
-            )
-        except OSError as error:
-            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+        _write_json(args.json, result.as_dict())
     return 0
 
 
@@ -655,10 +644,7 @@ def _run_load(args: argparse.Namespace) -> int:
         results.append(result)
     if args.json is not None:
         document = {"cpu_count": os.cpu_count(), "runs": [asdict(r) for r in results]}
-        try:
-            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise _CommandError(f"cannot write {str(args.json)!r}: {error.strerror}") from error
+        _write_json(args.json, document)
     return 0 if all(r.lost == 0 and r.duplicated == 0 for r in results) else 1
 
 
