@@ -90,9 +90,10 @@ class ControllerSampler(BaseSampler):
     * ``preset="default"`` keeps the autoregressive policy and policy gradient, and adds
       what makes it sample-efficient on small budgets: rank-based advantages over the
       history, several clipped (PPO) updates reusing past samples with importance
-      weights, proposals screened by a kernel ridge model of past results (the best of
-      ``n_candidates`` policy samples, half of them redrawn near the best architectures
-      so far), and never proposing an architecture the study already holds.
+      weights, proposals screened by a kernel model of past results (the best of
+      ``n_candidates`` policy samples by an upper confidence bound, half of them redrawn
+      near the best architectures so far), and never proposing an architecture the study
+      already holds.
     * ``preset="enas"`` is ENAS' controller for weight-sharing search (with
       :class:`~optuna_nas.supernet.WeightSharingObjective`): a 1-layer LSTM of 64 units,
       Adam at 3.5e-3, logits ``1.1 * tanh(logits / 5)``, entropy bonus 1e-4, REINFORCE
@@ -130,6 +131,9 @@ class ControllerSampler(BaseSampler):
         local_parents: How many of the best architectures those candidates start from.
         surrogate_target: ``"rank"`` or ``"value"``: what the screening model is fitted
             to.
+        exploration: The screening's upper-confidence weight: candidates are ranked by
+            the model's prediction plus ``exploration`` times its posterior standard
+            deviation (0 = the prediction alone).
         avoid_duplicates: Never propose a configuration the study already holds (over
             every modelled param; a binned float counts by its bin).
         tanh_constant: ENAS' logit squashing ``c * tanh(logits)``, or ``None``.
@@ -166,6 +170,7 @@ class ControllerSampler(BaseSampler):
         local_fraction: float | None = None,
         local_parents: int = 5,
         surrogate_target: str = "rank",
+        exploration: float | None = None,
         avoid_duplicates: bool | None = None,
         tanh_constant: float | None | _Preset = _PRESET,
         temperature: float | None = None,
@@ -187,7 +192,8 @@ class ControllerSampler(BaseSampler):
         presets: dict[str, dict[str, Any]] = {
             "default": dict(hidden_size=64, num_layers=1, lr=0.003, batch_size=1,
                             reward="value", advantage="rank", ppo_epochs=4,
-                            n_candidates=512, avoid_duplicates=True, local_fraction=0.5),
+                            n_candidates=512, avoid_duplicates=True, local_fraction=0.5,
+                            exploration=2.0),
             "nas-rl": dict(hidden_size=35, num_layers=2, lr=6e-4, batch_size=8,
                            reward="best_last5_cubed", advantage="baseline", ppo_epochs=1,
                            n_candidates=1, avoid_duplicates=False, local_fraction=0.0),
@@ -202,6 +208,7 @@ class ControllerSampler(BaseSampler):
             config_.setdefault("temperature", 1.0)
             config_.setdefault("entropy_weight", 0.0)
             config_.setdefault("baseline_decay", 0.95)
+            config_.setdefault("exploration", 0.0)
         if preset not in presets:
             raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(presets)}.")
         config = presets[preset]
@@ -238,6 +245,7 @@ class ControllerSampler(BaseSampler):
         self.local_fraction = float(pick("local_fraction", local_fraction))
         self.local_parents = local_parents
         self.surrogate_target = surrogate_target
+        self.exploration = float(pick("exploration", exploration))
         self.avoid_duplicates = bool(pick("avoid_duplicates", avoid_duplicates))
         self.tanh_constant: float | None = (
             config["tanh_constant"] if isinstance(tanh_constant, _Preset) else tanh_constant
@@ -254,6 +262,8 @@ class ControllerSampler(BaseSampler):
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}.")
+        if not self.exploration >= 0.0:
+            raise ValueError(f"exploration must be >= 0, got {self.exploration}.")
         if not 0.0 <= self.local_fraction <= 1.0:
             raise ValueError(f"local_fraction must be in [0, 1], got {self.local_fraction}.")
         # The space's decisions, then (joint or define-by-run) those learned from the trials.
@@ -602,7 +612,14 @@ class ControllerSampler(BaseSampler):
         gram = kernel(h) + 0.1 * torch.eye(len(recent), dtype=torch.float64)
         alpha = torch.linalg.solve(gram, y)
         candidates = self._one_hot(torch.tensor(rows, dtype=torch.long))
-        scores: list[float] = (kernel(candidates) @ alpha).tolist()
+        cross = kernel(candidates)
+        mean = cross @ alpha
+        if self.exploration > 0.0:
+            # Upper confidence bound: the kernel model's posterior standard deviation.
+            prior = (1.0 + (candidates * candidates).sum(dim=1) / width) ** 3
+            explained = (cross * torch.linalg.solve(gram, cross.T).T).sum(dim=1)
+            mean = mean + self.exploration * (prior - explained).clamp(min=0.0).sqrt()
+        scores: list[float] = mean.tolist()
         return scores
 
     def _one_hot(self, rows: torch.Tensor) -> torch.Tensor:

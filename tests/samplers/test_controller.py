@@ -640,6 +640,32 @@ def test_surrogate_kernel_counts_shared_decisions() -> None:
     assert width == history.shape[1]
 
 
+def test_surrogate_exploration_adds_the_posterior_std() -> None:
+    """With ``exploration`` the screening score is the kernel model's mean plus that weight
+    times its posterior std: near zero at a learned architecture, larger far from them."""
+    space = NasBench201Space()
+    greedy = ControllerSampler(space, seed=0, exploration=0.0)
+    study = optuna.create_study(direction="maximize", sampler=greedy)
+    study.optimize(nb201_objective(space), n_trials=20)
+    learned = [s.choices for s in greedy._samples]
+    held = {tuple(row) for row in learned}
+    size = len(space.decisions[0].choices)
+    unseen = [
+        row for row in ([i] * len(space.decisions) for i in range(size))
+        if tuple(row) not in held
+    ]
+    assert unseen
+    rows = learned[:3] + unseen
+    mean = torch.tensor(greedy._surrogate_scores(rows))
+    greedy.exploration = 2.0
+    bonus = (torch.tensor(greedy._surrogate_scores(rows)) - mean) / 2.0
+    assert bool((bonus >= 0).all())
+    # A learned architecture is explained up to the ridge noise; an unseen one is not.
+    assert float(bonus[:3].max()) < 0.5 * float(bonus[3:].min()), bonus
+    with pytest.raises(ValueError, match="exploration"):
+        ControllerSampler(space, exploration=-1.0)
+
+
 def test_long_study_draws_one_pool_per_policy_update(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past the long-study threshold, proposals come from a pool drawn once per policy
     update: far fewer policy draws than trials, and still no duplicate architectures."""
