@@ -26,7 +26,14 @@ from optuna_nas.errors import (
 from optuna_nas.samplers import ControllerSampler
 from optuna_nas.spaces import Architecture, Decision, SearchSpace
 from optuna_nas.supernet import Supernet, WeightSharingObjective
-from optuna_nas.training import count_flops, count_parameters, evaluate, seed_everything, train
+from optuna_nas.training import (
+    count_flops,
+    count_parameters,
+    evaluate,
+    measure_latency,
+    seed_everything,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +60,7 @@ __all__ = [
     "load_cifar10",
     "load_digits",
     "load_image_folder",
+    "measure_latency",
     "nn",
     "pipeline",
     "random_search_asha",

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -20,7 +20,17 @@ from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
 from optuna_nas.nn._ops import plain_pooling
 
-__all__ = ["count_flops", "count_parameters", "evaluate", "seed_everything", "train"]
+__all__ = [
+    "count_flops",
+    "count_parameters",
+    "evaluate",
+    "measure_latency",
+    "seed_everything",
+    "train",
+]
+
+# What ``train(costs=...)`` can store on a trial, and under which user attr.
+COST_ATTRS = {"params": "params", "flops": "flops", "latency": "latency_s"}
 
 _logger = logging.getLogger(__name__)
 
@@ -57,6 +67,69 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
         return int(counter.get_total_flops())
     finally:
         model.train(was_training)
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    device: str | torch.device = "cpu",
+    batch_size: int = 1,
+    warmup: int = 3,
+    min_run_time: float = 0.2,
+    threads: int | None = 1,
+) -> float:
+    """Median seconds of one forward pass (inference), measured with PyTorch's Timer.
+
+    The model runs in eval mode under ``torch.no_grad()`` on ``batch_size`` zero inputs of
+    ``input_shape``: ``warmup`` passes first, then
+    :meth:`torch.utils.benchmark.Timer.blocked_autorange` for at least ``min_run_time``
+    seconds, whose median is returned. The Timer synchronises CUDA around each block, so a
+    GPU's figure is the kernels' time, not their launch. The model's device and train/eval
+    mode are restored afterwards.
+
+    Args:
+        model: The network.
+        input_shape: One input's shape, e.g. ``(3, 32, 32)``.
+        device: Where to measure (``"cpu"``, ``"cuda"``).
+        batch_size: Inputs per pass.
+        warmup: Untimed passes before measuring.
+        min_run_time: Seconds of timed passes at least.
+        threads: CPU threads of the measurement (the Timer's ``num_threads``); latency on
+            a phone-like target is single-threaded, hence the default 1. ``None`` keeps
+            torch's current setting.
+
+    Returns:
+        The median latency in seconds.
+    """
+    from torch.utils import benchmark
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"measure_latency(device={device!r}) needs a GPU, and CUDA is not available "
+            "here; measure on device='cpu'."
+        )
+    original = next((p.device for p in model.parameters()), None)
+    was_training = model.training
+    model.to(dev).eval()
+    try:
+        inputs = torch.zeros(batch_size, *input_shape, device=dev)
+        with torch.no_grad():
+            for _ in range(warmup):
+                model(inputs)
+        timer = benchmark.Timer(
+            stmt="with torch.no_grad(): model(inputs)",
+            globals={"model": model, "inputs": inputs, "torch": torch},
+            num_threads=threads if threads is not None else torch.get_num_threads(),
+        )
+        return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+    finally:
+        model.train(was_training)
+        if original is not None:
+            model.to(original)
 
 
 def _resolve_device(device: str | torch.device | None) -> torch.device:
@@ -151,16 +224,22 @@ def train(
     device: str | torch.device | None = None,
     amp: bool = True,
     num_workers: int = 0,
+    costs: Sequence[str] = ("params", "flops"),
 ) -> float:
     """Train a model and report its validation accuracy to a trial after every epoch.
 
     SGD with momentum and a cosine learning-rate schedule (DARTS' recipe), gradient-norm
     clipping, optional cutout and drop path. With a trial, each epoch's validation accuracy
     is reported with ``trial.report(accuracy, epoch)`` and :class:`optuna.TrialPruned` is
-    raised when the study's pruner says so; the parameter count and FLOPs are stored as
-    the trial's user attrs ``params`` and ``flops``. Runs on CUDA with mixed precision when
-    a GPU is there, on the CPU otherwise; on the CPU the same seed repeats exactly (seed
-    the model's initialisation with :func:`seed_everything` before building it).
+    raised when the study's pruner says so. In a multi-objective study, where Optuna has
+    no ``trial.report``, nothing is reported or pruned: each epoch's accuracy goes to the
+    trial's user attr ``epoch_values`` instead. The ``costs`` are stored as user attrs
+    before training, so that an objective can return them: ``params`` (the parameter
+    count), ``flops`` (one forward pass on one input) and ``latency`` (as ``latency_s``,
+    :func:`measure_latency` at batch 1 on the training device). Runs on CUDA with mixed
+    precision when a GPU is there, on the CPU otherwise; on the CPU the same seed repeats
+    exactly (seed the model's initialisation with :func:`seed_everything` before building
+    it).
 
     Args:
         model: The network to train, e.g. from ``space.build(arch, ...)``.
@@ -182,6 +261,7 @@ def train(
         device: Where to train; by default CUDA when available, else the CPU.
         amp: Mixed precision on CUDA (bfloat16 where supported); ignored on the CPU.
         num_workers: DataLoader worker processes.
+        costs: Which of ``"params"``, ``"flops"`` and ``"latency"`` to store on the trial.
 
     Returns:
         The validation accuracy (a fraction in [0, 1]) after the last epoch.
@@ -210,6 +290,7 @@ def train(
         model, data.train, task, epochs=epochs, trial=trial, lr=lr, lr_min=lr_min,
         momentum=momentum, weight_decay=weight_decay, batch_size=batch_size, grad_clip=grad_clip,
         drop_path_rate=drop_path_rate, seed=seed, device=device, amp=amp, num_workers=num_workers,
+        costs=costs,
     )
 
 
@@ -253,20 +334,32 @@ def _fit(
     device: str | torch.device | None,
     amp: bool,
     num_workers: int,
+    costs: Sequence[str] = ("params", "flops"),
 ) -> float:
     # The epoch loop of train and train_segmentation: device, seeding, the trial's params
     # and flops, SGD with a cosine schedule, mixed precision, gradient clipping, stopping on
     # a non-finite loss, reporting and pruning. The arguments are those of train.
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
+    unknown = sorted(set(costs) - set(COST_ATTRS))
+    if unknown:
+        raise ValueError(f"Unknown costs {unknown}; choose from {sorted(COST_ATTRS)}.")
     dev = _resolve_device(device)
     model.to(dev)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    # Optuna has no intermediate values (report, should_prune) in multi-objective studies.
+    reporting = trial is not None and len(trial.study.directions) == 1
+    epoch_values: list[float] = []
     if trial is not None:
-        sample, _ = train_set[0]
-        trial.set_user_attr("params", count_parameters(model))
-        trial.set_user_attr("flops", count_flops(model, tuple(sample.shape)))
+        shape = tuple(train_set[0][0].shape)
+        measured: dict[str, Callable[[], float]] = {
+            "params": lambda: count_parameters(model),
+            "flops": lambda: count_flops(model, shape),
+            "latency": lambda: measure_latency(model, shape, device=dev),
+        }
+        for cost in costs:
+            trial.set_user_attr(COST_ATTRS[cost], measured[cost]())
     n_train = len(train_set)  # type: ignore[arg-type]
     loader = DataLoader(
         train_set,
@@ -316,7 +409,10 @@ def _fit(
         ):
             _diverged(trial, f"The weights became NaN or infinite in epoch {epoch} (lr={lr:g})")
         score = task.metric(dev)
-        if trial is not None:
+        if trial is not None and not reporting:
+            epoch_values.append(score)
+            trial.set_user_attr("epoch_values", epoch_values)
+        if trial is not None and reporting:
             trial.report(score, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(

@@ -22,6 +22,7 @@ from optuna_nas.training import (
     count_flops,
     count_parameters,
     evaluate,
+    measure_latency,
     seed_everything,
     train,
 )
@@ -531,3 +532,60 @@ class NanGradientModel(nn.Module):
 def test_nan_gradients_with_a_finite_loss_raise_after_the_epoch() -> None:
     with pytest.raises(NonFiniteLossError, match=r"weights became NaN or infinite in epoch 0"):
         train(NanGradientModel(), tiny_data(), epochs=2, device="cpu")
+
+
+# ------------------------------------------------------------------ costs, multi-objective
+
+
+def test_train_in_a_multi_objective_study_stores_epochs_and_costs() -> None:
+    """Optuna has no trial.report with several directions: train neither reports nor
+    prunes there, keeps each epoch's accuracy as a user attr, and stores the costs that
+    the objective returns as its second value."""
+    data = tiny_data()
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        model = nb201_model()
+        accuracy = train(
+            model, data, epochs=2, trial=trial, batch_size=16, device="cpu",
+            costs=("params", "flops", "latency"),
+        )
+        return accuracy, trial.user_attrs["latency_s"]
+
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], pruner=optuna.pruners.ThresholdPruner(upper=0.0)
+    )
+    study.optimize(objective, n_trials=2)
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE
+        assert trial.intermediate_values == {}
+        assert len(trial.user_attrs["epoch_values"]) == 2
+        assert trial.user_attrs["epoch_values"][-1] == trial.values[0]
+        assert trial.user_attrs["latency_s"] == trial.values[1] > 0.0
+        assert trial.user_attrs["params"] > 0 and trial.user_attrs["flops"] > 0
+
+
+def test_train_rejects_an_unknown_cost() -> None:
+    with pytest.raises(ValueError, match="Unknown costs"):
+        train(nb201_model(), tiny_data(), epochs=1, costs=("energy",), device="cpu")
+
+
+def test_measure_latency_repeats_within_20_percent_and_grows_with_cells() -> None:
+    def network(cells: int) -> nn.Module:
+        return NB201.build(
+            NB201_ARCH, channels=8, cells_per_stage=cells, in_channels=3, num_classes=10
+        )
+
+    small, large = network(1), network(2)
+    small.train()
+    first = measure_latency(small, (3, 16, 16))
+    second = measure_latency(small, (3, 16, 16))
+    assert 0.8 <= first / second <= 1.25, (first, second)
+    assert small.training  # the mode is restored
+    assert measure_latency(large, (3, 16, 16)) > 1.2 * min(first, second)
+
+
+def test_measure_latency_names_a_missing_gpu() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is there")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        measure_latency(nb201_model(), (1, 8, 8), device="cuda")
