@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from optuna_nas._reporting import report_epoch
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
 from optuna_nas.nn._ops import plain_pooling
@@ -348,9 +349,6 @@ def _fit(
     model.to(dev)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    # Optuna has no intermediate values (report, should_prune) in multi-objective studies.
-    reporting = trial is not None and len(trial.study.directions) == 1
-    epoch_values: list[float] = []
     if trial is not None:
         shape = tuple(train_set[0][0].shape)
         measured: dict[str, Callable[[], float]] = {
@@ -409,13 +407,8 @@ def _fit(
         ):
             _diverged(trial, f"The weights became NaN or infinite in epoch {epoch} (lr={lr:g})")
         score = task.metric(dev)
-        if trial is not None and not reporting:
-            epoch_values.append(score)
-            trial.set_user_attr("epoch_values", epoch_values)
-        if trial is not None and reporting:
-            trial.report(score, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"Pruned at epoch {epoch} with validation {task.metric_name} {score:.4f}."
-                )
+        if trial is not None and report_epoch(trial, score, epoch):
+            raise optuna.TrialPruned(
+                f"Pruned at epoch {epoch} with validation {task.metric_name} {score:.4f}."
+            )
     return score

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from optuna_nas._reporting import report_epoch
 from optuna_nas.autodeeplab._data import SegmentationData
 from optuna_nas.autodeeplab._decode import decode
 from optuna_nas.autodeeplab._network import level_rate
@@ -207,12 +208,10 @@ def search(
             arch = decode(space, supernet.op_weights(), supernet.transition_matrix())
         history.append(miou)
         architectures.append(str(arch))
-        if trial is not None:
-            trial.report(miou, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(
-                    f"Pruned at epoch {epoch} with supernet validation mean IoU {miou:.4f}."
-                )
+        if trial is not None and report_epoch(trial, miou, epoch):
+            raise optuna.TrialPruned(
+                f"Pruned at epoch {epoch} with supernet validation mean IoU {miou:.4f}."
+            )
     assert arch is not None
     if trial is not None:
         trial.set_user_attr("architecture", str(arch))

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from optuna_nas._reporting import report_epoch
 from optuna_nas.darts._hypergradient import HVP_RADIUS
 from optuna_nas.errors import ArchitectureError, DatasetError
 from optuna_nas.nn._darts_recurrent import (
@@ -243,12 +244,10 @@ def _check_common(epochs: int, bptt: int, grad_clip: float | None, lr: float) ->
 def _report(trial: optuna.Trial | None, perplexity: float, epoch: int) -> None:
     if not math.isfinite(perplexity):
         _diverged(trial, f"The validation perplexity became {perplexity} at epoch {epoch}")
-    if trial is not None:
-        trial.report(perplexity, epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned(
-                f"Pruned at epoch {epoch} with validation perplexity {perplexity:.2f}."
-            )
+    if trial is not None and report_epoch(trial, perplexity, epoch):
+        raise optuna.TrialPruned(
+            f"Pruned at epoch {epoch} with validation perplexity {perplexity:.2f}."
+        )
 
 
 def search_recurrent(

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from optuna_nas._reporting import report_epoch
 from optuna_nas.darts._derive import alpha_shapes, derive
 from optuna_nas.darts._hypergradient import unrolled_gradient
 from optuna_nas.darts._result import DartsResult
@@ -596,8 +597,7 @@ class _Run:
         trial = self.trial
         if trial is None:
             return
-        trial.report(self.accuracies[-1], epoch)
-        if trial.should_prune():
+        if report_epoch(trial, self.accuracies[-1], epoch):
             record_trial(trial, self.result(), artifact_store=self.artifact_store)
             raise optuna.TrialPruned(
                 f"Pruned at epoch {epoch} with supernet validation accuracy "

@@ -153,3 +153,21 @@ def test_the_example_runs_repeats_and_beats_the_constant_predictor(
     main(args)  # the same seed repeats exactly on the CPU (all but the timing line)
     again = capsys.readouterr().out
     assert again.split("time:")[0] == out.split("time:")[0]
+
+
+def test_search_in_a_multi_objective_study_keeps_epochs_without_reporting(
+    data: SegmentationData,
+) -> None:
+    results = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        result = search(data, epochs=2, warmup_epochs=1, trial=trial, **TINY)
+        results.append(result)
+        return result.valid_miou, 1.0
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.intermediate_values == {}
+    assert trial.user_attrs["epoch_values"] == results[0].history

@@ -345,3 +345,19 @@ def test_nt_asgd() -> None:
     torch.testing.assert_close(model.weight.detach(), values[-1])  # and restored
     with _averaged_weights(model, torch.optim.SGD(model.parameters(), lr=0.1)):
         torch.testing.assert_close(model.weight.detach(), values[-1])
+
+
+def test_search_in_a_multi_objective_study_keeps_epochs_without_reporting(
+    corpus: TextCorpus,
+) -> None:
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        result = search_recurrent(corpus, epochs=2, trial=trial, seed=0, **SMALL)
+        return result.valid_perplexity, 1.0
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.intermediate_values == {}
+    assert len(trial.user_attrs["epoch_values"]) == 2
+    assert trial.user_attrs["epoch_values"][-1] == trial.values[0]

@@ -163,3 +163,20 @@ def test_the_alpha_picture_rejects_a_history_that_does_not_fit() -> None:
         draw_alpha_history([{"cell": torch.zeros(2, 4)}], edges, ops)
     with pytest.raises(ValueError, match="got None"):
         draw_alpha_history([{"normal": torch.zeros(2, 3)}], edges, ops)
+
+
+def test_search_in_a_multi_objective_study_keeps_epochs_without_reporting() -> None:
+    """Optuna has no trial.report with several directions: the search keeps each epoch's
+    accuracy in the user attr ``epoch_values`` and completes."""
+    results: list[DartsResult] = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        results.append(search(SPACE, random_data(), trial=trial, epochs=2, seed=0, **OPTIONS))
+        return results[-1].valid_accuracy, float(trial.number)
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.intermediate_values == {}
+    assert trial.user_attrs["epoch_values"] == results[0].accuracy_history
