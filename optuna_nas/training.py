@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 # What ``train(costs=...)`` can store on a trial, and under which user attr.
-COST_ATTRS = {"params": "params", "flops": "flops", "latency": "latency_s"}
+_COST_ATTRS = {"params": "params", "flops": "flops", "latency": "latency_s"}
+_DEFAULT_COSTS = ("params", "flops")
 
 _logger = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ def train(
     device: str | torch.device | None = None,
     amp: bool = True,
     num_workers: int = 0,
-    costs: Sequence[str] = ("params", "flops"),
+    costs: Sequence[str] = _DEFAULT_COSTS,
 ) -> float:
     """Train a model and report its validation accuracy to a trial after every epoch.
 
@@ -335,16 +336,16 @@ def _fit(
     device: str | torch.device | None,
     amp: bool,
     num_workers: int,
-    costs: Sequence[str] = ("params", "flops"),
+    costs: Sequence[str] = _DEFAULT_COSTS,
 ) -> float:
     # The epoch loop of train and train_segmentation: device, seeding, the trial's params
     # and flops, SGD with a cosine schedule, mixed precision, gradient clipping, stopping on
     # a non-finite loss, reporting and pruning. The arguments are those of train.
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}.")
-    unknown = sorted(set(costs) - set(COST_ATTRS))
+    unknown = sorted(set(costs) - set(_COST_ATTRS))
     if unknown:
-        raise ValueError(f"Unknown costs {unknown}; choose from {sorted(COST_ATTRS)}.")
+        raise ValueError(f"Unknown costs {unknown}; choose from {sorted(_COST_ATTRS)}.")
     dev = _resolve_device(device)
     model.to(dev)
     torch.manual_seed(seed)
@@ -357,7 +358,7 @@ def _fit(
             "latency": lambda: measure_latency(model, shape, device=dev),
         }
         for cost in costs:
-            trial.set_user_attr(COST_ATTRS[cost], measured[cost]())
+            trial.set_user_attr(_COST_ATTRS[cost], measured[cost]())
     n_train = len(train_set)  # type: ignore[arg-type]
     loader = DataLoader(
         train_set,
