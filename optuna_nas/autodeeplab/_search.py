@@ -109,7 +109,8 @@ def search(
     cosine learning rate from ``weight_lr`` to ``weight_lr_min``, gradient clipping). The
     architecture is frozen for the first ``warmup_epochs`` epochs, so that the weights are
     trained before they judge it. After every epoch the supernet's validation mean IoU is
-    reported to the trial (which may prune) and the architecture is decoded: the path by
+    reported to the trial (which may prune; in a multi-objective study it goes to the user
+    attr ``epoch_values`` instead) and the architecture is decoded: the path by
     Viterbi over the transition probabilities, the cell as in DARTS. The defaults are the
     paper's: L = 12, B = 5, F = 8, 40 epochs with the architecture step from epoch 20,
     Adam at 3e-3 with weight decay 1e-3, SGD at 0.025 to 0.001.

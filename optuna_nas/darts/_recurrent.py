@@ -295,7 +295,8 @@ def search_recurrent(
     After every epoch the search model's perplexity on ``corpus.valid`` is computed. With a
     ``trial`` it is reported (``trial.report(perplexity, epoch)``; create the study with
     ``direction="minimize"``) and :class:`optuna.TrialPruned` is raised when the pruner
-    says so; the trial keeps the derived cell as user attrs ``arch`` and ``arch_space``
+    says so (in a multi-objective study: the user attr ``epoch_values``, no pruning); the
+    trial keeps the derived cell as user attrs ``arch`` and ``arch_space``
     (so :func:`optuna_nas.darts.enqueue_retraining` can retrain it), pruned or not.
 
     Defaults are DARTS' search settings (``rnn/train_search.py``): sizes 300, batch 256,

@@ -424,7 +424,9 @@ def search(
 
     With a ``trial``, that accuracy is reported every epoch (``trial.report(accuracy,
     epoch)``) and the search stops with :class:`optuna.TrialPruned` when the study's pruner
-    says so. Whether it completes or is pruned, the trial gets the derived architecture as
+    says so (in a multi-objective study, which has no ``trial.report``, the accuracies go
+    to the user attr ``epoch_values`` and nothing is pruned). Whether it completes or is
+    pruned, the trial gets the derived architecture as
     user attrs (``arch``: its string, ``arch_space``: the space's name) and, with an
     ``artifact_store``, two pictures as artifacts: the derived cell and the op weights over
     the epochs. :func:`enqueue_retraining` puts the derived architecture into a retraining
