@@ -346,9 +346,13 @@ class NasBench201Objective:
         space: The space whose params are suggested; the table's space by default. Give
             one with another prefix to share a trial with other params.
         define_by_run: Suggest the edges with plain calls instead of ``space.suggest``.
+        cost: A cost column (``"latency_s"`` or ``"params_mb"``) to return as a second
+            objective: each call then returns ``(search_valid_acc, cost)``, for a study
+            with ``directions=["maximize", "minimize"]``.
 
     Raises:
-        ValueError: The budget is not a positive finite number.
+        ValueError: The budget is not a positive finite number, or ``cost`` is not a
+            numeric column.
     """
 
     def __init__(
@@ -358,9 +362,16 @@ class NasBench201Objective:
         *,
         space: NasBench201Space | None = None,
         define_by_run: bool = False,
+        cost: str | None = None,
     ) -> None:
         if not (math.isfinite(budget_s) and budget_s > 0):
             raise ValueError(f"budget_s must be a positive number, got {budget_s!r}.")
+        if cost is not None and cost not in NUMERIC_COLUMNS:
+            raise ValueError(
+                f"cost must be a numeric column of the table ({', '.join(NUMERIC_COLUMNS)}), "
+                f"got {cost!r}."
+            )
+        self.cost = cost
         self.table = table
         self.budget_s = float(budget_s)
         self.space = space if space is not None else table.space
@@ -378,14 +389,15 @@ class NasBench201Objective:
         """The budget left, in simulated seconds."""
         return self.budget_s - self.spent_s
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         """Evaluate one architecture within the budget.
 
         Args:
-            trial: The trial; the study must maximize.
+            trial: The trial; the study must maximize (and minimize the cost).
 
         Returns:
-            The architecture's ``search_valid_acc``.
+            The architecture's ``search_valid_acc``, with its ``cost`` column if the
+            objective has one.
 
         Raises:
             optuna.TrialPruned: The evaluation would exceed the budget (the study is stopped).
@@ -431,6 +443,8 @@ class NasBench201Objective:
         trial.set_user_attr("latency_s", row.latency_s)
         trial.set_user_attr("search_cost_s", row.search_cost_s)
         trial.set_user_attr("spent_s", spent)
+        if self.cost is not None:
+            return row.search_valid_acc, float(getattr(row, self.cost))
         return row.search_valid_acc
 
     def best_within(self, budget_s: float) -> tuple[NasBench201Row | None, int, float]:

@@ -18,10 +18,26 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nas.errors import ArchitectureError
 from optuna_nas.samplers._params import LearnedParams, ParamDecision, learn_conditions
+from optuna_nas.samplers._pareto import (
+    chebyshev_scores,
+    feasible_first,
+    random_weights,
+    rank_scores,
+)
 from optuna_nas.samplers._policy import ControllerPolicy
 from optuna_nas.spaces._base import Choice, Decision, SearchSpace
 
 PROPOSAL_KEY = "optuna_nas:controller:proposal"
+
+# Optuna's samplers store constraints_func's values under this trial system attr
+# (optuna.study._constrained_optimization._CONSTRAINTS_KEY).
+CONSTRAINTS_KEY = "constraints"
+
+# With arch_constraints, rounds of candidates drawn before giving up on finding a feasible one.
+_FEASIBLE_ROUNDS = 16
+_FEASIBLE_CACHE = 100_000
+
+ArchConstraints = Callable[[Mapping[str, Any]], Sequence[float]]
 
 # Past this many results the policy and the surrogate have concentrated: proposals come
 # from a pool drawn once per policy update, and updates come less often.
@@ -46,8 +62,30 @@ def _fresh_seed() -> int:
 class _Sample:
     number: int
     choices: list[int]  # choice index per decision, -1 where inactive
-    reward: float
+    reward: float  # a single-objective study's reward (0 with several objectives)
     old_log_prob: float | None
+    values: tuple[float, ...] = ()  # the objectives, signed so that larger is better
+    violation: float = 0.0  # the sum of the positive constraint values (0 = feasible)
+
+
+def _constraint_values(source: str, result: Any) -> tuple[float, ...]:
+    # Constraint values must be a sequence of numbers; NaN is never feasible or infeasible.
+    if isinstance(result, str | bytes) or not isinstance(result, Sequence | np.ndarray):
+        raise ValueError(
+            f"{source} must return a sequence of floats (feasible where all are <= 0), "
+            f"got {type(result).__name__} ({result!r:.80})."
+        )
+    values: list[float] = []
+    for value in result:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise ValueError(
+                f"{source} returned {value!r:.40} among its values; each constraint value "
+                "must be a float, feasible where <= 0."
+            )
+        if math.isnan(value):
+            raise ValueError(f"{source} returned NaN; a constraint value must be a number.")
+        values.append(float(value))
+    return tuple(values)
 
 
 class ControllerSampler(BaseSampler):
@@ -81,6 +119,35 @@ class ControllerSampler(BaseSampler):
     reward, PRUNED trials their last reported value (``pruned_reward="last"``, or
     ``"skip"``), FAILED trials nothing.
 
+    **Several objectives** (``directions`` of any length): the reward of each result is
+    a scalar of the study's Pareto structure, recomputed over the history at every update
+    and every screening, since a result's place on the front changes as results arrive.
+    ``pareto_reward="chebyshev"`` (the default) is ParEGO's: each update and each
+    proposal draws a weight vector uniformly on the simplex and scores every result by
+    the augmented Chebyshev distance of its min-max normalised objectives, so that
+    successive proposals aim at different parts of the front. ``"rank"`` is NSGA-II's
+    order: non-dominated rank, then crowding distance.
+
+    **Constraints.** ``constraints_func(trial)`` is evaluated after each trial and stored
+    as Optuna's samplers store it (the trial system attr ``"constraints"``), so that a
+    study can switch between this sampler, NSGA-II and TPE; values set with
+    ``trial.set_constraint`` are read too. Feasible results (all values <= 0) rank above
+    infeasible ones, and infeasible ones by their total violation, so an infeasible
+    result is never learned as good. ``arch_constraints(params)`` states constraints known
+    before training (parameters, FLOPs, a latency table): the controller evaluates it on
+    its candidates, best first, and proposes the first feasible one, so it never proposes
+    an infeasible architecture. That is rejection sampling: proposals are draws of the
+    policy restricted to the feasible set. The update uses the policy's log-probability
+    ``log p(x)`` in place of the restricted ``log p(x) - log P(feasible)``; the two
+    differ by a term shared by every sample of an update, which the rank advantages,
+    summing to zero, cancel.
+
+    **MnasNet's reward** (``reward="mnasnet"``, single objective): accuracy times
+    ``(cost / cost_target) ** w``, the cost read from the trial's user attr ``cost_attr``
+    (``train(..., costs=("latency",))`` records ``latency_s``); ``w`` is
+    ``cost_exponent``, or ``(alpha, beta)`` for a cost below and above the target (Tan et
+    al. 2019: -0.07 both for a soft target; ``(0, -1)`` for a hard one).
+
     Three configurations:
 
     * ``preset="nas-rl"`` is the paper: a 2-layer LSTM of 35 units, Adam at 6e-4, weights
@@ -101,7 +168,9 @@ class ControllerSampler(BaseSampler):
 
     Paper: Zoph & Le, "Neural Architecture Search with Reinforcement Learning", ICLR 2017,
     https://arxiv.org/abs/1611.01578. ENAS' options (``tanh_constant``, ``temperature``,
-    ``entropy_weight``): Pham et al. 2018, https://arxiv.org/abs/1802.03268.
+    ``entropy_weight``): Pham et al. 2018, https://arxiv.org/abs/1802.03268. ParEGO:
+    Knowles 2006, https://doi.org/10.1109/TEVC.2005.851274. MnasNet: Tan et al. 2019,
+    https://arxiv.org/abs/1807.11626.
 
     Args:
         space: The search space whose params the controller samples, or ``None`` to learn
@@ -119,7 +188,8 @@ class ControllerSampler(BaseSampler):
         batch_size: Results per update (the paper's ``m``); ``update_every`` is an alias
             for the distributed reading "apply an update once G new results arrived".
         baseline_decay: Decay of the moving-average baseline (``advantage="baseline"``).
-        reward: ``"value"`` or ``"best_last5_cubed"`` (the paper's).
+        reward: ``"value"``, ``"best_last5_cubed"`` (the paper's) or ``"mnasnet"``.
+            A multi-objective study's reward comes from ``pareto_reward`` instead.
         advantage: ``"rank"`` (default) or ``"baseline"`` (REINFORCE).
         ppo_epochs: Gradient steps per update over the reused samples (1 = plain).
         clip: PPO's clipping of the importance ratio.
@@ -143,6 +213,20 @@ class ControllerSampler(BaseSampler):
         schedule: Maps the number of architectures sampled so far in the study (the
             trial's number, counted across all workers and restarts) to decision values
             that are imposed (e.g. NAS-RL's depth schedule).
+        pareto_reward: A multi-objective study's reward: ``"chebyshev"`` (ParEGO's
+            random scalarisations) or ``"rank"`` (non-dominated rank and crowding).
+        constraints_func: Optuna's convention: ``constraints_func(frozen_trial)`` returns
+            a sequence of floats, feasible where all are <= 0; evaluated after each
+            COMPLETE or PRUNED trial and stored on it.
+        arch_constraints: ``arch_constraints(params)`` returns a sequence of floats,
+            feasible where all are <= 0, for a candidate's params as the trial would
+            hold them (the space's params with their prefix; in define-by-run, the
+            params learned so far). Candidates that break it are never proposed; its
+            values are stored on the trial as its constraints.
+        cost_target: ``reward="mnasnet"``: the target cost.
+        cost_exponent: ``reward="mnasnet"``: ``w``, or ``(alpha, beta)`` below and above
+            the target.
+        cost_attr: ``reward="mnasnet"``: the trial user attr holding the cost.
     """
 
     def __init__(
@@ -177,6 +261,12 @@ class ControllerSampler(BaseSampler):
         entropy_weight: float | None = None,
         pruned_reward: str = "last",
         schedule: Schedule | None = None,
+        pareto_reward: str = "chebyshev",
+        constraints_func: Callable[[FrozenTrial], Sequence[float]] | None = None,
+        arch_constraints: ArchConstraints | None = None,
+        cost_target: float | None = None,
+        cost_exponent: float | tuple[float, float] = -0.07,
+        cost_attr: str = "latency_s",
     ) -> None:
         if space is not None and not isinstance(space, SearchSpace):
             raise TypeError(
@@ -254,8 +344,36 @@ class ControllerSampler(BaseSampler):
         self.entropy_weight = float(pick("entropy_weight", entropy_weight))
         self.pruned_reward = pruned_reward
         self.schedule = schedule
+        self.pareto_reward = pareto_reward
+        for name, function in (
+            ("constraints_func", constraints_func), ("arch_constraints", arch_constraints)
+        ):
+            if function is not None and not callable(function):
+                raise TypeError(f"{name} must be callable, got {function!r}.")
+        self.constraints_func = constraints_func
+        self.arch_constraints = arch_constraints
+        self.cost_attr = cost_attr
+        exponents = cost_exponent if isinstance(cost_exponent, tuple) else (cost_exponent,) * 2
+        if len(exponents) != 2 or not all(
+            isinstance(e, int | float) and math.isfinite(e) for e in exponents
+        ):
+            raise ValueError(
+                f"cost_exponent must be a number or a pair (below, above the target), got "
+                f"{cost_exponent!r}."
+            )
+        self.cost_exponent = (float(exponents[0]), float(exponents[1]))
+        self.cost_target = cost_target
+        if self.reward == "mnasnet" and not (
+            isinstance(cost_target, int | float) and math.isfinite(cost_target)
+            and cost_target > 0
+        ):
+            raise ValueError(
+                "reward='mnasnet' scales the accuracy by (cost / cost_target) ** w: give a "
+                f"positive cost_target (got {cost_target!r})."
+            )
         for name, value, allowed in (
-            ("reward", self.reward, ("value", "best_last5_cubed")),
+            ("reward", self.reward, ("value", "best_last5_cubed", "mnasnet")),
+            ("pareto_reward", self.pareto_reward, ("chebyshev", "rank")),
             ("advantage", self.advantage, ("rank", "baseline")),
             ("pruned_reward", self.pruned_reward, ("last", "skip")),
             ("surrogate_target", self.surrogate_target, ("rank", "value")),
@@ -315,6 +433,8 @@ class ControllerSampler(BaseSampler):
         self._redraw_level = 0
         self._baseline: float | None = None
         self._proposals: dict[int, dict[str, Choice]] = {}
+        self._feasible_cache: dict[tuple[tuple[str, Any], ...], bool] = {}
+        self._weights: np.ndarray | None = None
 
     # ---- Optuna's sampler interface -------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -402,7 +522,60 @@ class ControllerSampler(BaseSampler):
     ) -> None:
         with self._lock:
             self._proposals.pop(trial._trial_id, None)
+        if state in (TrialState.COMPLETE, TrialState.PRUNED) and (
+            self.constraints_func is not None or self.arch_constraints is not None
+        ):
+            # As Optuna's samplers do, before the trial's state is stored: whoever learns
+            # from the finished trial finds its constraints on it.
+            constraints: tuple[float, ...] = ()
+            if self.constraints_func is not None:
+                constraints += _constraint_values(
+                    "constraints_func", self.constraints_func(trial)
+                )
+            params = self._modelled_params(trial.params)
+            if self.arch_constraints is not None and params:
+                constraints += _constraint_values(
+                    "arch_constraints", self.arch_constraints(params)
+                )
+            study._storage.set_trial_system_attr(
+                trial._trial_id, CONSTRAINTS_KEY, list(constraints)
+            )
         self._base.after_trial(study, trial, state, values)
+
+    def _modelled_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        # The params arch_constraints sees: the space's and the learned ones.
+        prefix = self._space.prefix if self._space is not None else None
+        return {
+            k: v for k, v in params.items()
+            if (prefix is not None and k.startswith(prefix)) or self._models(k)
+        }
+
+    def _as_params(self, values: Mapping[str, Choice]) -> dict[str, Any]:
+        # A proposal's values under the param names the trial will hold.
+        params: dict[str, Any] = {}
+        for name, value in values.items():
+            position = self._index[name]
+            if position < len(self._arch):
+                assert self._space is not None
+                params[self._space.param_name(name)] = value
+            else:
+                params[self._params.decisions[position - len(self._arch)].param] = value
+        return params
+
+    def _feasible(self, values: Mapping[str, Choice]) -> bool:
+        if self.arch_constraints is None or not values:
+            return True
+        key = tuple(sorted(values.items()))
+        cached = self._feasible_cache.get(key)
+        if cached is None:
+            result = _constraint_values(
+                "arch_constraints", self.arch_constraints(self._as_params(values))
+            )
+            cached = all(c <= 0.0 for c in result)
+            if len(self._feasible_cache) >= _FEASIBLE_CACHE:
+                self._feasible_cache.clear()
+            self._feasible_cache[key] = cached
+        return cached
 
     # ---- proposals ------------------------------------------------------------------------
     def _proposal(self, study: Study, trial: FrozenTrial) -> dict[str, Choice]:
@@ -455,6 +628,12 @@ class ControllerSampler(BaseSampler):
 
     def _propose(self, study: Study, trial: FrozenTrial) -> tuple[dict[str, Choice], float]:
         forced = self._forced(trial)
+        # With several objectives, one ParEGO weight vector per proposal: the parents of
+        # its local candidates and its screening aim at the same part of the front.
+        self._weights = None
+        if self._samples and len(self._samples[0].values) > 1:
+            if self.pareto_reward == "chebyshev":
+                self._weights = random_weights(len(self._samples[0].values), self._generator)
         screening = self.n_candidates > 1 and len(self._samples) >= self.n_startup_trials
         n = self.n_candidates if screening else 1
         long_study = len(self._samples) >= _LONG_STUDY
@@ -472,28 +651,58 @@ class ControllerSampler(BaseSampler):
             key = (self._updates, tuple(sorted(forced.items())))
             if key != self._pool_key:
                 self._pool, self._pool_key = [], key
-            fresh = [(row, lp) for row, lp in self._pool if row not in seen]
-            if not fresh:
-                if self._pool:
-                    # Spent before the next update: this policy's draws hold too few new
-                    # architectures, so draw the next pool from a flatter policy.
-                    self._redraw_level = min(self._redraw_level + 1, 8)
-                rows, log_prob, _ = self._draw(n, forced, screening, seen)
-                self._pool = [
-                    (tuple(r), lp) for r, lp in zip(rows, log_prob.tolist(), strict=True)
-                ]
-                fresh = [(row, lp) for row, lp in self._pool if row not in seen] or self._pool
-            pick = 0
+            for _ in range(_FEASIBLE_ROUNDS):
+                fresh = [(row, lp) for row, lp in self._pool if row not in seen]
+                if not fresh:
+                    if self._pool:
+                        # Spent before the next update: this policy's draws hold too few
+                        # new architectures, so draw the next pool from a flatter policy.
+                        self._redraw_level = min(self._redraw_level + 1, 8)
+                    rows, log_prob, _ = self._draw(n, forced, screening, seen)
+                    self._pool = [
+                        (tuple(r), lp) for r, lp in zip(rows, log_prob.tolist(), strict=True)
+                    ]
+                    fresh = [(row, lp) for row, lp in self._pool if row not in seen] or self._pool
+                ranked: Sequence[int] = range(len(fresh))
+                if screening:
+                    predicted = self._surrogate_scores([list(row) for row, _ in fresh])
+                    ranked = sorted(ranked, key=lambda i: -predicted[i])
+                for pick in ranked:
+                    values = self._values(fresh[pick][0])
+                    if self._feasible(values):
+                        return values, fresh[pick][1]
+                # Every fresh candidate breaks arch_constraints: drop them, draw anew.
+                rejected = {row for row, _ in fresh}
+                self._pool = [(row, lp) for row, lp in self._pool if row not in rejected]
+            raise self._infeasible(forced)
+        for round_ in range(_FEASIBLE_ROUNDS):
+            rows, log_prob, order = self._draw(n, forced, screening, seen)
             if screening:
-                predicted = self._surrogate_scores([list(row) for row, _ in fresh])
-                pick = max(range(len(fresh)), key=predicted.__getitem__)
-            return self._values(fresh[pick][0]), fresh[pick][1]
-        rows, log_prob, order = self._draw(n, forced, screening, seen)
-        if screening:
-            predicted = self._surrogate_scores(rows)
-            order.sort(key=lambda b: -predicted[b])
-        best = order[0]
-        return self._values(rows[best]), float(log_prob[best])
+                predicted = self._surrogate_scores(rows)
+                order.sort(key=lambda b: -predicted[b])
+            if round_ == _FEASIBLE_ROUNDS - 1:
+                # The last round takes a feasible architecture the study holds over none.
+                held = set(order)
+                order += [b for b in range(len(rows)) if b not in held]
+            for best in order:
+                values = self._values(rows[best])
+                if self._feasible(values):
+                    return values, float(log_prob[best])
+        raise self._infeasible(forced)
+
+    def _infeasible(self, forced: Mapping[int, int]) -> ArchitectureError:
+        fixed = (
+            " with the fixed params "
+            + ", ".join(f"{self._decisions[d].name}={self._decisions[d].choices[i]!r}"
+                        for d, i in forced.items())
+            if forced else ""
+        )
+        return ArchitectureError(
+            f"arch_constraints rejected every candidate of {_FEASIBLE_ROUNDS} rounds of "
+            f"policy samples{fixed}: the feasible set looks empty or very small. Check that "
+            "arch_constraints returns values <= 0 for the architectures you want (feasible "
+            "where all values are <= 0), or relax its limits."
+        )
 
     def _draw(
         self, n: int, forced: Mapping[int, int], screening: bool, seen: set[tuple[int, ...]]
@@ -529,7 +738,11 @@ class ControllerSampler(BaseSampler):
         forced_rows = torch.full((n, len(self._decisions)), -1, dtype=torch.long)
         n_local = int(n * self.local_fraction) if local else 0
         if n_local > 0:
-            parents = sorted(self._samples, key=lambda s: -s.reward)[: self.local_parents]
+            many = len(self._samples[0].values) > 1
+            pool = self._samples[-self.history :] if many else self._samples
+            scores = self._rewards(pool, self._weights)
+            best = sorted(range(len(pool)), key=lambda i: -scores[i])[: self.local_parents]
+            parents = [pool[i] for i in best]
             rows = torch.tensor([p.choices for p in parents], dtype=torch.long)
             rows = rows[torch.arange(n_local) % len(parents)]
             # Free one active decision uniformly, and a second one for half of the rows.
@@ -595,7 +808,7 @@ class ControllerSampler(BaseSampler):
         # in any space without building their features.
         recent = self._samples[-self.history :]
         history = torch.tensor([s.choices for s in recent], dtype=torch.long)
-        y = torch.tensor([s.reward for s in recent], dtype=torch.float64)
+        y = torch.tensor(self._rewards(recent, self._weights), dtype=torch.float64)
         if self.surrogate_target == "rank":
             # Ranks resolve the small gaps between the best architectures as finely as
             # the large gaps at the bottom.
@@ -647,7 +860,31 @@ class ControllerSampler(BaseSampler):
         return encoded
 
     # ---- learning -------------------------------------------------------------------------
-    def _reward(self, study: Study, trial: FrozenTrial) -> float | None:
+    def _reward(self, study: Study, trial: FrozenTrial) -> tuple[float, ...] | None:
+        # The objectives signed so that larger is better; None for nothing to learn.
+        directions = study.directions
+        if len(directions) > 1:
+            if self.reward == "mnasnet":
+                raise ValueError(
+                    "reward='mnasnet' folds one accuracy and a cost into one reward, for a "
+                    f"single-objective study; study {study.study_name!r} has "
+                    f"{len(directions)} objectives, whose reward is pareto_reward's. Drop "
+                    "reward='mnasnet', or return the accuracy alone."
+                )
+            # Optuna has no intermediate values with several objectives: only COMPLETE
+            # trials have values.
+            if trial.state != TrialState.COMPLETE or trial.values is None:
+                return None
+            if not all(math.isfinite(v) for v in trial.values):
+                return None
+            return tuple(
+                v if d == StudyDirection.MAXIMIZE else -v
+                for v, d in zip(trial.values, directions, strict=True)
+            )
+        value = self._single_reward(study, trial)
+        return None if value is None else (value,)
+
+    def _single_reward(self, study: Study, trial: FrozenTrial) -> float | None:
         if trial.state == TrialState.COMPLETE:
             assert trial.value is not None
             value: float = trial.value
@@ -663,9 +900,67 @@ class ControllerSampler(BaseSampler):
                 best = max if study.direction == StudyDirection.MAXIMIZE else min
                 value = best(trial.intermediate_values[s] for s in steps)
             value = value**3
+        elif self.reward == "mnasnet":
+            scaled = self._mnasnet(study, trial, value)
+            if scaled is None:
+                return None
+            value = scaled
         if not math.isfinite(value):
             return None
         return value if study.direction == StudyDirection.MAXIMIZE else -value
+
+    def _mnasnet(self, study: Study, trial: FrozenTrial, accuracy: float) -> float | None:
+        if study.direction != StudyDirection.MAXIMIZE:
+            raise ValueError(
+                "reward='mnasnet' scales an accuracy to maximise; study "
+                f"{study.study_name!r} minimizes. Return the accuracy and "
+                "direction='maximize'."
+            )
+        cost = trial.user_attrs.get(self.cost_attr)
+        if cost is None:
+            if trial.state != TrialState.COMPLETE:
+                return None  # pruned before its cost was measured
+            raise ValueError(
+                f"reward='mnasnet' reads each trial's cost from its user attr "
+                f"{self.cost_attr!r}, which trial {trial.number} lacks. Record it with "
+                "optuna_nas.train(..., costs=('latency',)) (user attr 'latency_s') or "
+                "trial.set_user_attr, or name another attr with cost_attr."
+            )
+        if isinstance(cost, bool) or not isinstance(cost, int | float) or not cost > 0:
+            raise ValueError(
+                f"Trial {trial.number}'s cost {self.cost_attr!r} is {cost!r}; "
+                "reward='mnasnet' needs a positive number."
+            )
+        assert self.cost_target is not None
+        ratio = float(cost) / self.cost_target
+        exponent = self.cost_exponent[0] if ratio <= 1.0 else self.cost_exponent[1]
+        return float(accuracy * ratio**exponent)
+
+    def _violation(self, trial: FrozenTrial) -> float:
+        # Optuna's two formats (constraints_func's list, trial.set_constraint's keys).
+        return sum(max(0.0, float(c)) for c in trial.constraints.values())
+
+    def _rewards(
+        self, samples: Sequence[_Sample], weights: np.ndarray | None = None
+    ) -> list[float]:
+        # One scalar per result, larger better. With several objectives it depends on the
+        # whole history (a result's place on the front), so it is computed here, not stored.
+        if not samples:
+            return []
+        if len(samples[0].values) > 1:
+            values = np.array([s.values for s in samples], dtype=np.float64)
+            if self.pareto_reward == "rank":
+                scores = rank_scores(values)
+            else:
+                if weights is None:
+                    weights = random_weights(values.shape[1], self._generator)
+                scores = chebyshev_scores(values, weights)
+        else:
+            scores = np.array([s.reward for s in samples], dtype=np.float64)
+        if any(s.violation > 0 for s in samples):
+            scores = feasible_first(scores, [s.violation for s in samples])
+        result: list[float] = scores.tolist()
+        return result
 
     def _learn(self, study: Study) -> None:
         # Only trials from the first unfinished one on can hold something new: a long
@@ -727,9 +1022,10 @@ class ControllerSampler(BaseSampler):
         if self._conditions or any(i < 0 for i in row[len(self._arch) :]):
             # A new row can make a param conditional, or contradict a learned condition.
             self._conditions_stale = True
-        reward = self._reward(study, trial)
-        if reward is None:
+        signed = self._reward(study, trial)
+        if signed is None:
             return
+        reward = signed[0] if len(signed) == 1 else 0.0
         stored = trial.system_attrs.get(PROPOSAL_KEY)
         old = stored.get("log_prob") if isinstance(stored, dict) else None
         fixed = trial.system_attrs.get("fixed_params")
@@ -750,7 +1046,9 @@ class ControllerSampler(BaseSampler):
             with torch.no_grad():
                 _, log_prob, _ = self._policy.unroll(1, choices=torch.tensor([row]))
             old = float(log_prob[0])
-        self._samples.append(_Sample(trial.number, row, reward, old))
+        self._samples.append(
+            _Sample(trial.number, row, reward, old, signed, self._violation(trial))
+        )
         self._pending += 1
         if self.advantage == "baseline" and self._pending >= self.batch_size:
             # REINFORCE with a moving baseline: one update per batch of results, in order.
@@ -775,7 +1073,8 @@ class ControllerSampler(BaseSampler):
         # A row's probability is unchanged: its new decisions are not made, so the policy
         # skips them, and the old ones keep their heads.
         self._samples = [
-            _Sample(s.number, grown(s.choices), s.reward, s.old_log_prob) for s in self._samples
+            _Sample(s.number, grown(s.choices), s.reward, s.old_log_prob, s.values, s.violation)
+            for s in self._samples
         ]
         self._seen_rows = {tuple(grown(r)) for r in self._seen_rows}
         self._pool, self._pool_key = [], None
@@ -798,7 +1097,8 @@ class ControllerSampler(BaseSampler):
     def _update(self) -> None:
         recent = self._samples[-self.history :]
         batch = recent if self.advantage == "rank" else recent[-self.batch_size :]
-        rewards = torch.tensor([s.reward for s in batch], dtype=torch.float32)
+        scalars = self._rewards(batch)
+        rewards = torch.tensor(scalars, dtype=torch.float32)
         if self.advantage == "rank":
             if len(batch) < 2:
                 return
@@ -806,12 +1106,12 @@ class ControllerSampler(BaseSampler):
             advantages = ranks / (len(batch) - 1) - 0.5
         else:
             advantages = torch.zeros(len(batch))
-            for k, s in enumerate(batch):
+            for k, reward in enumerate(scalars):
                 if self._baseline is None:
-                    self._baseline = s.reward
-                advantages[k] = s.reward - self._baseline
+                    self._baseline = reward
+                advantages[k] = reward - self._baseline
                 self._baseline = (
-                    self.baseline_decay * self._baseline + (1 - self.baseline_decay) * s.reward
+                    self.baseline_decay * self._baseline + (1 - self.baseline_decay) * reward
                 )
         choices = torch.tensor([s.choices for s in batch], dtype=torch.long)
         old = torch.tensor(

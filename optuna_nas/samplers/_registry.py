@@ -222,9 +222,19 @@ def _tpe_independent(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, multivariate=False)
 
 
+def _nsga2(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def _nsga3(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIIISampler(seed=seed)
+
+
 register_sampler("random", _random)
 register_sampler("tpe", _tpe)
 register_sampler("tpe-independent", _tpe_independent)
+register_sampler("nsga2", _nsga2)
+register_sampler("nsga3", _nsga3)
 
 
 def _controller(seed: int, space: SearchSpace | None = None) -> optuna.samplers.BaseSampler:
