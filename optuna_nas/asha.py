@@ -9,21 +9,60 @@ supplies both halves: :class:`optuna.samplers.RandomSampler` and
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping, Sequence
+import random
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 import torch
+from optuna.distributions import BaseDistribution
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nas._constraints import CONSTRAINTS_KEY, callable_name, constraint_values
+from optuna_nas._reporting import EPOCH_VALUES_ATTR
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
 from optuna_nas.spaces import Architecture, SearchSpace
-from optuna_nas.training import evaluate, seed_everything, train
+from optuna_nas.training import _COST_ATTRS, _DEFAULT_COSTS, evaluate, seed_everything, train
 
-__all__ = ["random_search_asha", "total_epochs", "trial_seed"]
+__all__ = [
+    "CONSTRAINTS_ATTR",
+    "MAX_CONSTRAINT_ATTEMPTS",
+    "OBJECTIVES",
+    "ArchConstraints",
+    "random_search_asha",
+    "total_epochs",
+    "trial_seed",
+]
+
+_logger = logging.getLogger(__name__)
+
+ArchConstraints = Callable[[dict[str, Any]], Sequence[float]]
+"""``arch_constraints(params) -> values``: an architecture's params (as ``trial.params`` holds
+them, the space's prefixed names) to its constraint values; feasible where every value is
+zero or less."""
+
+CONSTRAINTS_ATTR = CONSTRAINTS_KEY
+"""The trial system attr of a trial's constraint values: the key Optuna's own samplers write
+with ``constraints_func`` and read back as ``trial.constraints`` (``"0"``, ``"1"``, ...)."""
+
+MAX_CONSTRAINT_ATTEMPTS = 10_000
+"""Random architectures drawn for one trial before the constraints are called infeasible."""
+
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "accuracy": ("maximize", "valid accuracy"),
+    "params": ("minimize", "params"),
+    "flops": ("minimize", "flops"),
+    "latency": ("minimize", "latency (s)"),
+}
+"""What a search can optimise, with its direction and its metric name: the validation
+accuracy, and the costs that :func:`~optuna_nas.training.train` stores (``params``,
+``flops``, ``latency``, read from the user attrs ``params``, ``flops``, ``latency_s``)."""
 
 # Arguments of train that the recipe sets itself, so train_options cannot.
 _RESERVED_TRAIN_OPTIONS = ("model", "data", "epochs", "trial", "lr", "batch_size", "seed",
@@ -57,11 +96,172 @@ def _json_value(value: Any) -> Any:
 
 
 def _epochs_reported(trial: optuna.Trial) -> int:
-    """Epochs the running ``trial`` has reported (its last step plus one)."""
+    """Epochs the running ``trial`` has reported (its last step plus one; in a
+    multi-objective study, the epochs kept in its user attr ``epoch_values``)."""
+    if len(trial.study.directions) > 1:
+        return len(trial.user_attrs.get(EPOCH_VALUES_ATTR, []))
     for running in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if running.number == trial.number:
             return 0 if running.last_step is None else running.last_step + 1
     return 0
+
+
+# ---- objectives: the accuracy alone, or the accuracy and costs (multi-objective) ----------
+def _check_objectives(
+    objectives: object, where: str, allowed: Sequence[str] = tuple(OBJECTIVES)
+) -> tuple[str, ...]:
+    """``objectives`` as a tuple, or a ValueError that names the fix."""
+    example = "objectives=('accuracy', 'params')"
+    if isinstance(objectives, str) or not isinstance(objectives, Sequence):
+        raise ValueError(
+            f"{where}: objectives must be a sequence of names, got {objectives!r}; e.g. "
+            f"{example}."
+        )
+    names = tuple(objectives)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown objectives {unknown}; choose from {list(allowed)}, "
+            f"'accuracy' first, e.g. {example}."
+        )
+    if not names or names[0] != "accuracy" or len(set(names)) != len(names):
+        raise ValueError(
+            f"{where}: objectives must start with 'accuracy' and name each cost once, got "
+            f"{list(names)}; e.g. {example}."
+        )
+    return names
+
+
+def _directions(objectives: Sequence[str]) -> list[StudyDirection]:
+    return [StudyDirection[OBJECTIVES[name][0].upper()] for name in objectives]
+
+
+def _metric_names(objectives: Sequence[str]) -> list[str]:
+    return [OBJECTIVES[name][1] for name in objectives]
+
+
+def _costs_for(objectives: Sequence[str], costs: Sequence[str] | None) -> tuple[str, ...]:
+    """``train``'s costs with those the objectives need added."""
+    have = tuple(costs) if costs is not None else _DEFAULT_COSTS
+    return have + tuple(name for name in objectives[1:] if name not in have)
+
+
+def _objective_values(
+    trial: optuna.Trial, accuracy: float, objectives: Sequence[str]
+) -> float | tuple[float, ...]:
+    """The trial's value (the accuracy), or its values in the order of ``objectives``, the
+    costs read from the user attrs ``train`` stored."""
+    if len(objectives) == 1:
+        return accuracy
+    attrs = trial.user_attrs
+    return (accuracy, *(float(attrs[_COST_ATTRS[name]]) for name in objectives[1:]))
+
+
+def _name_metrics(study: optuna.Study, objectives: Sequence[str]) -> None:
+    # So that optuna-dashboard's plots say "valid accuracy", "params", not "Objective 0".
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(_metric_names(objectives))
+
+
+def _no_pruning_message(objectives: Sequence[str], what: str, fix: str) -> str:
+    return (
+        f"{what} needs a single objective: Optuna has no trial.report or should_prune in a "
+        f"multi-objective study (objectives={tuple(objectives)!r}), so nothing could be "
+        f"pruned. {fix}"
+    )
+
+
+# ---- constraints known before training ---------------------------------------------------
+def _check_arch_constraints(arch_constraints: object) -> None:
+    if arch_constraints is not None and not callable(arch_constraints):
+        raise ValueError(
+            f"arch_constraints must be a function params -> sequence of floats (feasible "
+            f"where all <= 0), or None; got {type(arch_constraints).__name__}."
+        )
+
+
+def _constraint_values(arch_constraints: ArchConstraints, params: dict[str, Any]) -> list[float]:
+    """``arch_constraints(params)`` as a list of finite floats, or a ValueError naming it."""
+    return constraint_values(
+        f"arch_constraints ({callable_name(arch_constraints)})",
+        arch_constraints(dict(params)),
+        f" for {params}",
+    )
+
+
+def _feasible(values: Sequence[float]) -> bool:
+    return all(v <= 0.0 for v in values)
+
+
+def _record_constraints(
+    trial: optuna.Trial, space: SearchSpace, arch: Architecture, arch_constraints: ArchConstraints
+) -> None:
+    """Store the architecture's constraint values on the trial (system attr
+    ``constraints``, as Optuna's samplers read them); prune an infeasible one before it
+    trains."""
+    values = _constraint_values(arch_constraints, space.to_params(arch))
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, values)
+    if not _feasible(values):
+        message = (
+            f"The architecture {arch} violates arch_constraints (values {values}; feasible "
+            "where all <= 0): pruned before training."
+        )
+        trial.set_user_attr("pruned_reason", message)
+        _logger.info("Trial %d: %s", trial.number, message)
+        raise optuna.TrialPruned(message)
+
+
+def _feasible_architecture(
+    space: SearchSpace, arch_constraints: ArchConstraints, rng: random.Random
+) -> Architecture:
+    """Rejection sampling: random architectures until one is feasible."""
+    values: list[float] = []
+    for _ in range(MAX_CONSTRAINT_ATTEMPTS):
+        arch = space.sample(rng)
+        values = _constraint_values(arch_constraints, space.to_params(arch))
+        if _feasible(values):
+            return arch
+    raise ValueError(
+        f"arch_constraints ({callable_name(arch_constraints)}) rejected "
+        f"{MAX_CONSTRAINT_ATTEMPTS:,} random architectures of the {space.name} space in a "
+        f"row (the last gave {values}); the constraints look infeasible: loosen them so "
+        "that some architectures give values <= 0 everywhere."
+    )
+
+
+class _FeasibleRandomSampler(optuna.samplers.RandomSampler):
+    """Random search that proposes only architectures ``arch_constraints`` accepts.
+
+    The space's params are proposed together (a relative sample): architectures are drawn
+    uniformly with ``space.sample`` from a generator seeded by ``trial_seed(seed, number)``
+    until one is feasible (at most :data:`MAX_CONSTRAINT_ATTEMPTS`). Other params are
+    drawn independently, as by :class:`optuna.samplers.RandomSampler`.
+    """
+
+    def __init__(self, space: SearchSpace, arch_constraints: ArchConstraints, seed: int) -> None:
+        super().__init__(seed=seed)
+        self._space = space
+        self._arch_constraints = arch_constraints
+        self._base_seed = seed
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        space = self._space
+        return {space.param_name(d): space.distribution(d) for d in space.decisions}
+
+    def sample_relative(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        search_space: dict[str, BaseDistribution],
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        rng = random.Random(trial_seed(self._base_seed, trial.number))
+        arch = _feasible_architecture(self._space, self._arch_constraints, rng)
+        return dict(self._space.to_params(arch))
 
 
 def random_search_asha(
@@ -82,6 +282,8 @@ def random_search_asha(
     device: str | torch.device | None = None,
     train_options: Mapping[str, Any] | None = None,
     show_progress_bar: bool = False,
+    objectives: Sequence[str] = ("accuracy",),
+    arch_constraints: ArchConstraints | None = None,
 ) -> optuna.Study:
     """Random search over a space, every architecture trained from scratch, pruned by ASHA.
 
@@ -110,6 +312,24 @@ def random_search_asha(
     attrs record the seed and every setting of the search. A trial whose loss diverges is
     recorded as FAILED and the search goes on.
 
+    In a multi-objective study: ``objectives=("accuracy", "params")`` (or with ``"flops"``,
+    ``"latency"``) makes the study maximise the validation accuracy and minimise the costs
+    that ``train`` stores on the trial, and each trial returns them in that order; the
+    study's metric names say which is which and ``study.best_trials`` is the Pareto front.
+    Optuna has no ``trial.report`` or ``should_prune`` there, so ASHA cannot run: such a
+    search needs ``asha=False`` (every trial trains ``max_epochs`` epochs, keeping each
+    epoch's accuracy in the user attr ``epoch_values``), and ``asha=True`` is refused with
+    a ValueError saying so.
+
+    Constraints known before training: ``arch_constraints(params)`` takes an architecture's
+    params (the dict ``space.suggest`` writes into ``trial.params``) and returns a sequence
+    of floats, feasible where all are <= 0. The search then draws architectures uniformly
+    at random (from a generator seeded by :func:`trial_seed`) until one is feasible, so no
+    infeasible architecture is ever trained, and proposes that one; each trial keeps its
+    constraint values in the system attr ``constraints``, as Optuna's samplers store them
+    (``trial.constraints``). After :data:`MAX_CONSTRAINT_ATTEMPTS` rejections in a row the
+    constraints look infeasible and a ValueError says so.
+
     Args:
         space: The search space.
         data: The splits: trained on ``data.train``, reported and selected on
@@ -134,14 +354,23 @@ def random_search_asha(
         train_options: Further keyword arguments of :func:`~optuna_nas.training.train`
             (``weight_decay``, ``cutout``, ...).
         show_progress_bar: Whether to show Optuna's progress bar.
+        objectives: What the study optimises, ``"accuracy"`` first (maximised), then any
+            of ``"params"``, ``"flops"`` and ``"latency"`` (minimised). More than one makes
+            a multi-objective study, which needs ``asha=False``.
+        arch_constraints: ``arch_constraints(params) -> sequence of floats``; only
+            architectures whose values are all <= 0 are drawn. ``None``: every
+            architecture.
 
     Returns:
         The finished study. Its best trial (``study.best_trial``) is the best by
-        validation accuracy among the trials that ran every epoch.
+        validation accuracy among the trials that ran every epoch; with several
+        objectives, ``study.best_trials`` is the Pareto front.
 
     Raises:
-        ValueError: An argument is out of range, or ``study_name`` already exists in
-            ``storage``.
+        ValueError: An argument is out of range, ``asha=True`` with several objectives,
+            ``study_name`` already exists in ``storage``, ``arch_constraints`` returns
+            something other than finite numbers, or no feasible architecture turns up in
+            :data:`MAX_CONSTRAINT_ATTEMPTS` draws.
     """
     recipe = _Recipe(
         space=space,
@@ -161,6 +390,8 @@ def random_search_asha(
             **(network_options or {}),
         },
         train_options=dict(train_options or {}),
+        objectives=_check_objectives(objectives, "random_search_asha"),
+        arch_constraints=arch_constraints,
     )
     study = recipe.create_study(storage, study_name)
     study.optimize(
@@ -190,6 +421,8 @@ class _Recipe:
     device: str | torch.device | None
     network_options: dict[str, Any]  # of space.build, the data's channels and classes in
     train_options: dict[str, Any]
+    objectives: tuple[str, ...] = ("accuracy",)
+    arch_constraints: ArchConstraints | None = None
 
     def __post_init__(self) -> None:
         _check_int("n_trials", self.n_trials, 1)
@@ -204,6 +437,13 @@ class _Recipe:
             math.isfinite(lr) and lr > 0
         ):
             raise ValueError(f"lr must be a positive finite number, got {lr!r}.")
+        if self.asha and len(self.objectives) > 1:
+            raise ValueError(_no_pruning_message(
+                self.objectives, "ASHA",
+                "Pass asha=False to train every trial for max_epochs, or search "
+                "objectives=('accuracy',) with ASHA.",
+            ))
+        _check_arch_constraints(self.arch_constraints)
         if self.asha and self.min_resource >= self.max_epochs:
             raise ValueError(
                 f"min_resource ({self.min_resource}) must be below max_epochs "
@@ -222,6 +462,11 @@ class _Recipe:
     ) -> optuna.Study:
         """A new study with the random sampler and ASHA (or no pruner), its settings
         recorded as user attrs."""
+        sampler: optuna.samplers.BaseSampler = (
+            optuna.samplers.RandomSampler(seed=self.seed)
+            if self.arch_constraints is None
+            else _FeasibleRandomSampler(self.space, self.arch_constraints, self.seed)
+        )
         pruner: optuna.pruners.BasePruner = (
             optuna.pruners.SuccessiveHalvingPruner(
                 min_resource=self.min_resource, reduction_factor=self.reduction_factor
@@ -233,8 +478,8 @@ class _Recipe:
             study = optuna.create_study(
                 storage=storage,
                 study_name=study_name,
-                direction="maximize",
-                sampler=optuna.samplers.RandomSampler(seed=self.seed),
+                directions=_directions(self.objectives),
+                sampler=sampler,
                 pruner=pruner,
             )
         except optuna.exceptions.DuplicatedStudyError:
@@ -244,6 +489,7 @@ class _Recipe:
             ) from None
         for key, value in self.settings().items():
             study.set_user_attr(key, value)
+        _name_metrics(study, self.objectives)
         return study
 
     def settings(self) -> dict[str, Any]:
@@ -265,22 +511,29 @@ class _Recipe:
             "data": self.data.name,
             "network_options": {k: _json_value(v) for k, v in self.network_options.items()},
             "train_options": {k: _json_value(v) for k, v in self.train_options.items()},
+            "objectives": list(self.objectives),
+            "arch_constraints": (
+                None if self.arch_constraints is None else callable_name(self.arch_constraints)
+            ),
         }
 
-    def run_trial(self, trial: optuna.Trial) -> float:
+    def run_trial(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         """One trial (the study's objective): its validation accuracy after
-        ``max_epochs``."""
+        ``max_epochs`` (and its costs, in a multi-objective search)."""
         arch, number_seed = self.sample(trial)
         model, accuracy = self.train(trial, arch, number_seed)
         if self.data.test is not None:
             trial.set_user_attr(
                 "test_accuracy", evaluate(model, self.data.test, device=self.device)
             )
-        return accuracy
+        return _objective_values(trial, accuracy, self.objectives)
 
     def sample(self, trial: optuna.Trial) -> tuple[Architecture, int]:
-        """Draw an architecture at random; record it and the trial's seed."""
+        """Draw an architecture at random (a feasible one, with constraints); record it,
+        its constraint values and the trial's seed."""
         arch = self.space.suggest(trial)
+        if self.arch_constraints is not None:
+            _record_constraints(trial, self.space, arch, self.arch_constraints)
         number_seed = trial_seed(self.seed, trial.number)
         trial.set_user_attr("seed", number_seed)
         trial.set_user_attr("architecture", str(arch))
@@ -293,6 +546,9 @@ class _Recipe:
         and at each rung ASHA promotes the trial or stops it (:class:`optuna.TrialPruned`);
         the epochs it ran are recorded either way."""
         diverged = False
+        options = dict(self.train_options)
+        if len(self.objectives) > 1:
+            options["costs"] = _costs_for(self.objectives, options.get("costs"))
         try:
             seed_everything(number_seed)
             model = self.space.build(arch, **self.network_options)
@@ -305,7 +561,7 @@ class _Recipe:
                 batch_size=self.batch_size,
                 seed=number_seed,
                 device=self.device,
-                **self.train_options,
+                **options,
             )
         except NonFiniteLossError:
             diverged = True

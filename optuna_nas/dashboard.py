@@ -161,7 +161,7 @@ def log_architecture(
     arch: Architecture,
     *,
     artifact_store: ArtifactStore,
-    value: float | None = None,
+    value: float | Sequence[float] | None = None,
 ) -> str:
     """Record an architecture on a running trial, with its picture for optuna-dashboard.
 
@@ -171,6 +171,11 @@ def log_architecture(
     ``save_note``), and uploads :func:`draw_architecture`'s picture as an ``image/png``
     artifact of the trial, titled ``trial N`` and, given a value, ``trial N · name value``
     with the study's first metric name (``study.set_metric_names``; ``value`` without one).
+
+    In a multi-objective study it works the same (nothing here reports to the trial);
+    give ``value`` as the trial's values, one per objective, and the title names each with
+    its metric name (``trial N · valid accuracy 0.91 · params 1.2e+04``; ``value 0``,
+    ``value 1``, ... without names). optuna-dashboard draws the Pareto front itself.
     optuna-dashboard, started with the same artifact store (e.g. ``optuna-dashboard
     sqlite:///db.sqlite3 --artifact-dir DIR`` for a
     :class:`~optuna.artifacts.FileSystemArtifactStore` on ``DIR``), shows both on the
@@ -182,7 +187,8 @@ def log_architecture(
         arch: An architecture of ``space``, e.g. ``space.suggest(trial)``.
         artifact_store: The artifact store to upload the picture to.
         value: The trial's value so far, for the picture's title, e.g. its accuracy when
-            logged after training; ``None`` (or not finite) leaves it out.
+            logged after training, or its values in a multi-objective study; ``None`` (or
+            a value that is not finite) leaves it out.
 
     Returns:
         The artifact id of the picture.
@@ -193,9 +199,7 @@ def log_architecture(
     import optuna_dashboard
 
     names = trial.study.metric_names
-    picture = draw_architecture(
-        space, arch, title=_picture_title(trial.number, value, names[0] if names else None)
-    )
+    picture = draw_architecture(space, arch, title=_picture_title(trial.number, value, names))
     trial.set_user_attr("arch", str(arch))
     trial.set_user_attr("arch_space", space.name)
     optuna_dashboard.save_note(trial, describe_architecture(space, arch))
@@ -249,10 +253,27 @@ def describe_architecture(space: SearchSpace, arch: Architecture) -> str:
     return "\n".join(lines)
 
 
-def _picture_title(number: int, value: float | None, metric: str | None) -> str:
+def _picture_title(
+    number: int,
+    value: float | Sequence[float] | None,
+    metric: str | Sequence[str] | None,
+) -> str:
+    # One value (the first metric's name), or one per objective (each with its name).
     title = f"trial {number}"
-    if value is not None and math.isfinite(value):
-        title += f" · {metric or 'value'} {value:.4g}"
+    if value is None:
+        return title
+    metrics = [metric] if isinstance(metric, str) else list(metric or [])
+    if isinstance(value, int | float):
+        if math.isfinite(value):
+            title += f" · {metrics[0] if metrics else 'value'} {value:.4g}"
+        return title
+    values = list(value)
+    for index, item in enumerate(values):
+        if not math.isfinite(item):
+            continue
+        name = metrics[index] if index < len(metrics) else (
+            "value" if len(values) == 1 else f"value {index}")
+        title += f" · {name} {item:.4g}"
     return title
 
 

@@ -13,6 +13,17 @@
 (study user attr ``seed``, trial user attr ``seed``), resumes a study that already has some
 of its trials, and repeats exactly on the CPU with the same seeds.
 
+In a multi-objective study: ``objectives=("accuracy", "params")`` (or with ``"flops"``)
+makes every stage's study maximise the validation accuracy and minimise the costs, each
+trial returning them in that order (stage 1: the path's costs in the supernet; stages 2
+and 3: the costs ``train`` stores for the network built from scratch). Stage 2 keeps the
+candidates by Pareto rank of the re-scored accuracy and the costs, and "the best" of
+stage 2 is still its most accurate architecture, which is always on the Pareto front.
+Optuna has no ``trial.report`` or ``should_prune`` in such a study, so stage 2 takes no
+pruner there (a ValueError says so) and ``train`` keeps each epoch's accuracy in the user
+attr ``epoch_values``. A study resumed by name must have the directions of the
+``objectives`` asked for, or a ValueError says which it has.
+
 Paper: Li & Talwalkar, "Random Search and Reproducibility for Neural Architecture
 Search", UAI 2019, https://arxiv.org/abs/1902.07638.
 """
@@ -20,7 +31,6 @@ Search", UAI 2019, https://arxiv.org/abs/1902.07638.
 from __future__ import annotations
 
 import statistics
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +39,16 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from optuna_nas.asha import (
+    ArchConstraints,
+    _check_objectives,
+    _costs_for,
+    _directions,
+    _FeasibleRandomSampler,
+    _name_metrics,
+    _no_pruning_message,
+    _objective_values,
+)
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
 from optuna_nas.spaces._base import Architecture, SearchSpace
@@ -83,12 +103,36 @@ class PipelineResult:
         return statistics.pstdev(self.test_accuracies)
 
 
-def _study(storage: str | BaseStorage | None, name: str | None, seed: int,
-           stage: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+def _create(
+    storage: str | BaseStorage | None,
+    name: str | None,
+    objectives: Sequence[str],
+    *,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
+    # A new study to optimise the objectives, or the one of that name, if it optimises
+    # them too; its metrics named for optuna-dashboard.
+    want = _directions(objectives)
     study = optuna.create_study(
-        storage=storage, study_name=name, direction="maximize", sampler=sampler,
+        storage=storage, study_name=name, directions=want, sampler=sampler, pruner=pruner,
         load_if_exists=True,
     )
+    if list(study.directions) != want:
+        have = [d.name.lower() for d in study.directions]
+        raise ValueError(
+            f"Study {study.study_name!r} exists with directions {have}, not "
+            f"{[d.name.lower() for d in want]} (objectives={tuple(objectives)!r}); pass the "
+            "objectives it was run with to resume it, or another study name."
+        )
+    _name_metrics(study, objectives)
+    return study
+
+
+def _study(storage: str | BaseStorage | None, name: str | None, seed: int,
+           stage: str, sampler: optuna.samplers.BaseSampler | None = None,
+           objectives: Sequence[str] = ("accuracy",)) -> optuna.Study:
+    study = _create(storage, name, objectives, sampler=sampler)
     recorded = study.user_attrs.get("seed")
     if recorded is not None and recorded != seed:
         raise ValueError(
@@ -97,15 +141,7 @@ def _study(storage: str | BaseStorage | None, name: str | None, seed: int,
         )
     study.set_user_attr("seed", seed)
     study.set_user_attr("stage", stage)
-    _name_metric(study)
     return study
-
-
-def _name_metric(study: optuna.Study) -> None:
-    # So that optuna-dashboard's plots say "valid accuracy", not "Objective 0".
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["valid accuracy"])
 
 
 def _finished(study: optuna.Study) -> int:
@@ -136,6 +172,13 @@ def search_stage(
     ``ControllerSampler(space, preset="enas")`` makes it ENAS. A study that already holds
     finished trials runs only the rest, from the supernet checkpoint if one is given.
 
+    With ``arch_constraints`` among the objective options, the default sampler draws
+    architectures at random until one is feasible (as :func:`~optuna_nas.random_search_asha`
+    does), so no trial is spent on an infeasible one; another sampler's infeasible
+    proposals are pruned before training. With ``objectives`` (e.g. ``("accuracy",
+    "params")``) the study has one direction per objective (see the module's notes on
+    multi-objective studies).
+
     Args:
         space: A space the :class:`~optuna_nas.supernet.Supernet` supports.
         data: The splits.
@@ -151,7 +194,7 @@ def search_stage(
         checkpoint_every: Trials between checkpoints.
         device: Where to train.
         objective_options: More :class:`~optuna_nas.supernet.WeightSharingObjective`
-            options (``lr``, ``batch_size``, ...).
+            options (``lr``, ``batch_size``, ``objectives``, ``arch_constraints``, ...).
 
     Returns:
         The study and the objective, whose supernet holds the trained shared weights.
@@ -168,8 +211,14 @@ def search_stage(
         total_trials=n_trials, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
         seed=seed, device=device, **objective_options,
     )
-    study = _study(storage, study_name, seed, "search",
-                   sampler or optuna.samplers.RandomSampler(seed=seed))
+    if sampler is None:
+        constraints = objective.arch_constraints
+        sampler = (
+            optuna.samplers.RandomSampler(seed=seed)
+            if constraints is None
+            else _FeasibleRandomSampler(space, constraints, seed)
+        )
+    study = _study(storage, study_name, seed, "search", sampler, objective.objectives)
     objective.load(study)
     remaining = n_trials - _finished(study)
     if remaining > 0:
@@ -187,7 +236,13 @@ def top_architectures(
     Every distinct architecture the study completed is scored again with the final shared
     weights on the whole validation split (trials early in a search were scored with
     younger weights), and the best ``k`` are returned with their scores, best first; ties
-    keep the study's order.
+    keep the study's order. Architectures the objective's ``arch_constraints`` rejects are
+    left out.
+
+    In a multi-objective study the first value is taken to be the accuracy (re-scored) and
+    the others are the trial's own (costs do not change with the weights): the
+    architectures are ranked by Pareto front of those values, the non-dominated first,
+    and within a front by re-scored accuracy.
 
     Args:
         objective: The search's objective (its supernet holds the shared weights).
@@ -197,14 +252,42 @@ def top_architectures(
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}.")
     space = objective.space
-    archs: dict[Architecture, None] = {}
+    archs: dict[Architecture, tuple[float, ...]] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        archs.setdefault(space.from_params(trial.params), None)
+        arch = space.from_params(trial.params)
+        if arch not in archs and objective.feasible(arch):
+            archs[arch] = tuple(trial.values[1:])
     if not archs:
         raise ValueError(f"Study {study.study_name!r} has no complete trial to rank.")
     scored = [(arch, objective.score(arch, full=True)) for arch in archs]
-    order = sorted(range(len(scored)), key=lambda i: (-scored[i][1], i))
+    ranks = [0] * len(scored)
+    if len(study.directions) > 1:
+        points = [(score, *archs[arch]) for arch, score in scored]
+        ranks = _pareto_ranks(points, study.directions)
+    order = sorted(range(len(scored)), key=lambda i: (ranks[i], -scored[i][1], i))
     return [scored[i] for i in order[:k]]
+
+
+def _pareto_ranks(
+    points: Sequence[Sequence[float]], directions: Sequence[optuna.study.StudyDirection]
+) -> list[int]:
+    """Each point's front: 0 for the non-dominated, 1 for those only the first dominate..."""
+    signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in directions]
+    costs = [[s * v for s, v in zip(signs, p, strict=True)] for p in points]
+
+    def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    ranks = [-1] * len(points)
+    left = set(range(len(points)))
+    front = 0
+    while left:
+        layer = {i for i in left if not any(dominates(costs[j], costs[i]) for j in left)}
+        for i in layer:
+            ranks[i] = front
+        left -= layer
+        front += 1
+    return ranks
 
 
 def _from_scratch(
@@ -215,24 +298,29 @@ def _from_scratch(
     network_options: Mapping[str, Any],
     train_options: Mapping[str, Any],
     default_seed: int,
-) -> Callable[[optuna.Trial], float]:
-    def objective(trial: optuna.Trial) -> float:
+    objectives: Sequence[str] = ("accuracy",),
+) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
+    options = dict(train_options)
+    if len(objectives) > 1:
+        options["costs"] = _costs_for(objectives, options.get("costs"))
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         arch = space.suggest(trial)
         seed = int(trial.user_attrs.get("seed", default_seed))
         trial.set_user_attr("seed", seed)
         seed_everything(seed)
         model = space.build(arch, **network_options)
-        valid = train(model, data, epochs=epochs, trial=trial, seed=seed, **train_options)
+        valid = train(model, data, epochs=epochs, trial=trial, seed=seed, **options)
         test_split = data.test if data.test is not None else data.valid
         trial.set_user_attr("test_accuracy", evaluate(model, test_split))
         trial.set_user_attr("architecture", arch.string)
-        return valid
+        return _objective_values(trial, valid, objectives)
 
     return objective
 
 
 def _run_enqueued(study: optuna.Study, wanted: Sequence[tuple[dict[str, Any], dict[str, Any]]],
-                  objective: Callable[[optuna.Trial], float]) -> None:
+                  objective: Callable[[optuna.Trial], float | tuple[float, ...]]) -> None:
     # Enqueue what the study does not hold yet (finished or waiting), so that a second run
     # resumes instead of training everything again.
     def key(params: Mapping[str, Any], attrs: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -261,6 +349,7 @@ def retrain_stage(
     storage: str | BaseStorage | None = None,
     study_name: str | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    objectives: Sequence[str] = ("accuracy",),
     **train_options: Any,
 ) -> optuna.Study:
     """Stage 2: train each architecture from scratch, as enqueued trials of a new study.
@@ -269,6 +358,9 @@ def retrain_stage(
     and trains it with :func:`optuna_nas.train` for ``epochs``, reporting every epoch (a
     ``pruner`` such as SuccessiveHalvingPruner can stop it); its value is the validation
     accuracy, and its user attrs hold ``seed``, ``test_accuracy`` and ``architecture``.
+    With several ``objectives`` the trial returns the accuracy and the costs ``train``
+    stored, nothing is reported (each epoch goes to the user attr ``epoch_values``), and a
+    ``pruner`` other than :class:`optuna.pruners.NopPruner` is refused.
 
     Args:
         space: The architectures' space.
@@ -279,23 +371,35 @@ def retrain_stage(
         seed: Seed of every trial's initialisation and data order.
         storage: Optuna storage; in memory by default.
         study_name: The study's name.
-        pruner: The study's pruner (none by default).
+        pruner: The study's pruner (none by default); a single-objective study only.
+        objectives: What the study optimises: ``"accuracy"`` first, then any of
+            ``"params"``, ``"flops"`` and ``"latency"`` (minimised).
         train_options: More :func:`optuna_nas.train` options (``lr``, ``batch_size``, ...).
+
+    Raises:
+        ValueError: No architecture, a pruner with several objectives, or a study of that
+            name with other directions.
     """
     if not archs:
         raise ValueError("retrain_stage needs at least one architecture.")
+    objectives = _check_objectives(objectives, "retrain_stage")
+    if len(objectives) > 1 and pruner is not None and not isinstance(
+        pruner, optuna.pruners.NopPruner
+    ):
+        raise ValueError(_no_pruning_message(
+            objectives, f"retrain_stage's pruner ({type(pruner).__name__})",
+            "Drop pruner=, or retrain with objectives=('accuracy',).",
+        ))
     options = dict(network_options or {})
     options.setdefault("in_channels", data.in_channels)
     options.setdefault("num_classes", data.num_classes)
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, direction="maximize",
-        pruner=pruner or optuna.pruners.NopPruner(), load_if_exists=True,
-    )
+    study = _create(storage, study_name, objectives,
+                    pruner=pruner or optuna.pruners.NopPruner())
     study.set_user_attr("seed", seed)
     study.set_user_attr("stage", "retrain")
-    _name_metric(study)
     objective = _from_scratch(space, data, epochs=epochs, network_options=options,
-                              train_options=train_options, default_seed=seed)
+                              train_options=train_options, default_seed=seed,
+                              objectives=objectives)
     _run_enqueued(study, [(space.to_params(a), {"seed": seed}) for a in archs], objective)
     return study
 
@@ -310,9 +414,13 @@ def evaluate_stage(
     network_options: Mapping[str, Any] | None = None,
     storage: str | BaseStorage | None = None,
     study_name: str | None = None,
+    objectives: Sequence[str] = ("accuracy",),
     **train_options: Any,
 ) -> tuple[optuna.Study, list[float]]:
     """Stage 3: train one architecture with several seeds; one trial per seed.
+
+    With several ``objectives`` each trial returns the accuracy and the costs, and nothing
+    is reported (each epoch goes to the user attr ``epoch_values``).
 
     Args:
         space: The architecture's space.
@@ -323,6 +431,7 @@ def evaluate_stage(
         network_options: Options of ``space.build``.
         storage: Optuna storage; in memory by default.
         study_name: The study's name.
+        objectives: What the study optimises, as in :func:`retrain_stage`.
         train_options: More :func:`optuna_nas.train` options.
 
     Returns:
@@ -331,16 +440,16 @@ def evaluate_stage(
     """
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and not empty, got {list(seeds)}.")
+    objectives = _check_objectives(objectives, "evaluate_stage")
     options = dict(network_options or {})
     options.setdefault("in_channels", data.in_channels)
     options.setdefault("num_classes", data.num_classes)
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
-                                load_if_exists=True)
+    study = _create(storage, study_name, objectives)
     study.set_user_attr("seeds", list(seeds))
     study.set_user_attr("stage", "evaluate")
-    _name_metric(study)
     objective = _from_scratch(space, data, epochs=epochs, network_options=options,
-                              train_options=train_options, default_seed=seeds[0])
+                              train_options=train_options, default_seed=seeds[0],
+                              objectives=objectives)
     params = space.to_params(arch)
     _run_enqueued(study, [(params, {"seed": s}) for s in seeds], objective)
     by_seed = {
@@ -375,11 +484,16 @@ def run_pipeline(
     checkpoint: CheckpointTarget | None = None,
     search_options: Mapping[str, Any] | None = None,
     train_options: Mapping[str, Any] | None = None,
+    objectives: Sequence[str] = ("accuracy",),
+    arch_constraints: ArchConstraints | None = None,
 ) -> PipelineResult:
     """Run the three stages: weight-sharing search, retrain the top ``k``, evaluate the best.
 
     The studies are named ``{study_prefix}-search``, ``-retrain`` and ``-evaluate`` in
-    ``storage``; running again with the same storage resumes them.
+    ``storage``; running again with the same storage resumes them. With several
+    ``objectives`` all three studies are multi-objective (see the module's notes); with
+    ``arch_constraints`` stage 1 searches feasible architectures only, so every candidate
+    is feasible.
 
     Args:
         space: A space the :class:`~optuna_nas.supernet.Supernet` supports.
@@ -401,29 +515,43 @@ def run_pipeline(
         checkpoint: Where stage 1 checkpoints its supernet.
         search_options: More :class:`~optuna_nas.supernet.WeightSharingObjective` options.
         train_options: More :func:`optuna_nas.train` options for stages 2 and 3.
+        objectives: What every stage optimises: ``"accuracy"`` first, then any of
+            ``"params"`` and ``"flops"`` (minimised).
+        arch_constraints: ``arch_constraints(params) -> sequence of floats``, feasible
+            where all <= 0: stage 1 searches only feasible architectures.
     """
+    objectives = _check_objectives(objectives, "run_pipeline", ("accuracy", "params", "flops"))
     train_kwargs = dict(train_options or {})
+    search_kwargs = dict(search_options or {})
+    for key, value in (("objectives", objectives), ("arch_constraints", arch_constraints)):
+        if key in search_kwargs:
+            raise ValueError(
+                f"Pass {key} to run_pipeline itself, not in search_options: it applies to "
+                "every stage."
+            )
+        search_kwargs[key] = value
     search, objective = search_stage(
         space, data, n_trials=search_trials, network_options=supernet_options,
         steps_per_trial=steps_per_trial, eval_batches=eval_batches, sampler=sampler,
         seed=seed, storage=storage, study_name=f"{study_prefix}-search",
-        checkpoint=checkpoint, **dict(search_options or {}),
+        checkpoint=checkpoint, **search_kwargs,
     )
     candidates = top_architectures(objective, search, top_k)
     retrain = retrain_stage(
         space, data, [a for a, _ in candidates], epochs=retrain_epochs,
         network_options=network_options, seed=seed, storage=storage,
-        study_name=f"{study_prefix}-retrain", **train_kwargs,
+        study_name=f"{study_prefix}-retrain", objectives=objectives, **train_kwargs,
     )
     complete = retrain.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise RuntimeError("No retraining run completed; see the retrain study's trials.")
-    best_trial = max(complete, key=lambda t: (t.value, -t.number))
+    # The most accurate (the first value): on the Pareto front in a multi-objective study.
+    best_trial = max(complete, key=lambda t: (t.values[0], -t.number))
     best = space.from_params(best_trial.params)
     evaluation, accuracies = evaluate_stage(
         space, data, best, seeds=seeds, epochs=evaluate_epochs,
         network_options=network_options, storage=storage,
-        study_name=f"{study_prefix}-evaluate", **train_kwargs,
+        study_name=f"{study_prefix}-evaluate", objectives=objectives, **train_kwargs,
     )
     return PipelineResult(search, candidates, retrain, best, evaluation, list(seeds),
                           accuracies)

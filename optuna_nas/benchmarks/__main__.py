@@ -23,6 +23,13 @@ import torch
 from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201_budgets
+from optuna_nas.benchmarks._nasbench201_mo import (
+    CONSTRAINED_SAMPLERS,
+    COSTS,
+    FrontScore,
+    run_nasbench201_constrained,
+    run_nasbench201_mo,
+)
 from optuna_nas.errors import NasError
 from optuna_nas.samplers._registry import UnknownSamplerError, check_sampler_names
 from optuna_nas.worker import add_storage_options
@@ -112,6 +119,139 @@ def _add_nasbench201(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         "--json", type=Path, default=None, help="also write figures and per-seed results here"
     )
     parser.set_defaults(handler=_run_nasbench201)
+
+
+def _add_nasbench201_mo(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = subparsers.add_parser(
+        "nasbench201-mo",
+        help="NAS-Bench-201 accuracy against a cost: hypervolume, or a constrained search",
+        description=(
+            "Multi-objective NAS-Bench-201 (directions maximize, minimize): each evaluation "
+            "reveals search_valid_acc and the cost column and charges search_cost_s under "
+            "the nasbench201 budget rule. A search's answer is the Pareto set of what it "
+            "evaluated by (search_valid_acc, cost); its score is the hypervolume of those "
+            "architectures' (final_test_acc, cost), both normalised to [0, 1] over the "
+            "table, reference point (1, 1). The limit is the score of evaluating the whole "
+            "table. With --max-params-mb the search is constrained instead: maximise "
+            "accuracy subject to params_mb <= X (TPE and NSGA-II through constraints_func, "
+            "the controller through arch_constraints); the score is the final_test_acc of "
+            "the best feasible architecture by search_valid_acc."
+        ),
+    )
+    parser.add_argument(
+        "--table", required=True, type=Path, help="the NAS-Bench-201 CSV table (cifar10.csv)"
+    )
+    parser.add_argument(
+        "--cost", choices=COSTS, default="latency_s", help="the cost column (default: latency_s)"
+    )
+    parser.add_argument(
+        "--budget",
+        type=_budgets,
+        default=[12000.0],
+        help="simulated seconds per run, or a comma-separated list (default: 12000)",
+    )
+    parser.add_argument(
+        "--seeds", type=_positive_int, default=100, help="runs per sampler (default: 100)"
+    )
+    parser.add_argument(
+        "--samplers",
+        type=_sampler_names,
+        default=["random", "tpe", "nsga2", "nsga3", "controller"],
+        help="comma-separated sampler names (default: random,tpe,nsga2,nsga3,controller)",
+    )
+    parser.add_argument(
+        "--max-params-mb",
+        default=None,
+        help="constrained mode: the params_mb limit X, a number or 'median' (the table's "
+        "median params_mb)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write figures and per-seed results here"
+    )
+    parser.set_defaults(handler=_run_nasbench201_mo)
+
+
+def _run_nasbench201_mo(args: argparse.Namespace) -> int:
+    samplers: list[str] = args.samplers
+    budgets: list[float] = args.budget
+    constrained = args.max_params_mb is not None
+    if constrained:
+        unknown = [name for name in samplers if name not in CONSTRAINED_SAMPLERS]
+        if unknown:
+            raise _CommandError(
+                f"the constrained mode runs the samplers {','.join(CONSTRAINED_SAMPLERS)}, "
+                f"not {','.join(unknown)}"
+            )
+    else:
+        check_sampler_names(samplers)
+    table = NasBench201Table.load(args.table)
+    torch.set_num_threads(1)
+    document: dict[str, Any] = {
+        "benchmark": "nasbench201-mo",
+        "table": str(args.table),
+        "budget_s": budgets[-1] if len(budgets) == 1 else budgets,
+        "seeds": args.seeds,
+        "std": "population (ddof=0)",
+    }
+    if constrained:
+        limit = _max_params(args.max_params_mb, table)
+        feasible = [row for row in table if row.params_mb <= limit]
+        if not feasible:
+            raise _CommandError(f"no architecture of the table has params_mb <= {limit:g}")
+        best = max(feasible, key=lambda row: row.search_valid_acc)
+        print(
+            f"constrained: params_mb <= {limit:g} ({len(feasible)} of {len(table)} "
+            f"architectures feasible); limit (best feasible by search_valid_acc): "
+            f"{best.final_test_acc:.2f}",
+            flush=True,
+        )
+        document |= {"mode": "constrained", "max_params_mb": limit,
+                     "limit": best.final_test_acc}
+    else:
+        score = FrontScore(table, args.cost)
+        print(f"cost {args.cost}: limit (the whole table) {score.limit:.4f}", flush=True)
+        document |= {"mode": "multi-objective", "cost": args.cost, "limit": score.limit}
+    entries: dict[str, dict[str, Any]] = {}
+    for name in samplers:
+        try:
+            if constrained:
+                summaries = run_nasbench201_constrained(
+                    table, name, args.seeds, budgets, max_params_mb=limit
+                )
+            else:
+                summaries = run_nasbench201_mo(table, name, args.seeds, budgets, cost=args.cost)
+        except ValueError as error:
+            if isinstance(error, NasError):
+                raise
+            raise _CommandError(str(error)) from error
+        for budget, summary in summaries.items():
+            prefix = f"[{budget:g} s] " if len(budgets) > 1 else ""
+            print(prefix + summary.line(), flush=True)
+        entry = summaries[budgets[-1]].as_dict()
+        if len(budgets) > 1:
+            entry |= {f"{b:g}": summary.as_dict() for b, summary in summaries.items()}
+        entries[name] = entry
+    if args.json is not None:
+        _write_json(args.json, document | {"samplers": entries})
+    return 0
+
+
+def _max_params(text: str, table: NasBench201Table) -> float:
+    if text.strip() == "median":
+        import statistics
+
+        return float(statistics.median(table.column("params_mb")))
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise _CommandError(
+            f"--max-params-mb must be a positive number or 'median', got {text!r}"
+        )
+    return value
 
 
 def _budgets(text: str) -> list[float]:
@@ -656,6 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_nasbench201(subparsers)
+    _add_nasbench201_mo(subparsers)
     _add_fcnet(subparsers)
     _add_overhead(subparsers)
     _add_asha(subparsers)

@@ -16,6 +16,7 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nas._constraints import CONSTRAINTS_KEY, constraint_values
 from optuna_nas.errors import ArchitectureError
 from optuna_nas.samplers._params import LearnedParams, ParamDecision, learn_conditions
 from optuna_nas.samplers._pareto import (
@@ -28,10 +29,6 @@ from optuna_nas.samplers._policy import ControllerPolicy
 from optuna_nas.spaces._base import Choice, Decision, SearchSpace
 
 PROPOSAL_KEY = "optuna_nas:controller:proposal"
-
-# Optuna's samplers store constraints_func's values under this trial system attr
-# (optuna.study._constrained_optimization._CONSTRAINTS_KEY).
-CONSTRAINTS_KEY = "constraints"
 
 # With arch_constraints, rounds of candidates drawn before giving up on finding a feasible one.
 _FEASIBLE_ROUNDS = 16
@@ -66,26 +63,6 @@ class _Sample:
     old_log_prob: float | None
     values: tuple[float, ...] = ()  # the objectives, signed so that larger is better
     violation: float = 0.0  # the sum of the positive constraint values (0 = feasible)
-
-
-def _constraint_values(source: str, result: Any) -> tuple[float, ...]:
-    # Constraint values must be a sequence of numbers; NaN is never feasible or infeasible.
-    if isinstance(result, str | bytes) or not isinstance(result, Sequence | np.ndarray):
-        raise ValueError(
-            f"{source} must return a sequence of floats (feasible where all are <= 0), "
-            f"got {type(result).__name__} ({result!r:.80})."
-        )
-    values: list[float] = []
-    for value in result:
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-            raise ValueError(
-                f"{source} returned {value!r:.40} among its values; each constraint value "
-                "must be a float, feasible where <= 0."
-            )
-        if math.isnan(value):
-            raise ValueError(f"{source} returned NaN; a constraint value must be a number.")
-        values.append(float(value))
-    return tuple(values)
 
 
 class ControllerSampler(BaseSampler):
@@ -527,19 +504,17 @@ class ControllerSampler(BaseSampler):
         ):
             # As Optuna's samplers do, before the trial's state is stored: whoever learns
             # from the finished trial finds its constraints on it.
-            constraints: tuple[float, ...] = ()
+            constraints: list[float] = []
             if self.constraints_func is not None:
-                constraints += _constraint_values(
-                    "constraints_func", self.constraints_func(trial)
+                constraints += constraint_values(
+                    "constraints_func", self.constraints_func(trial), f" for trial {trial.number}"
                 )
             params = self._modelled_params(trial.params)
             if self.arch_constraints is not None and params:
-                constraints += _constraint_values(
-                    "arch_constraints", self.arch_constraints(params)
+                constraints += constraint_values(
+                    "arch_constraints", self.arch_constraints(params), f" for {params}"
                 )
-            study._storage.set_trial_system_attr(
-                trial._trial_id, CONSTRAINTS_KEY, list(constraints)
-            )
+            study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, constraints)
         self._base.after_trial(study, trial, state, values)
 
     def _modelled_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -568,8 +543,9 @@ class ControllerSampler(BaseSampler):
         key = tuple(sorted(values.items()))
         cached = self._feasible_cache.get(key)
         if cached is None:
-            result = _constraint_values(
-                "arch_constraints", self.arch_constraints(self._as_params(values))
+            params = self._as_params(values)
+            result = constraint_values(
+                "arch_constraints", self.arch_constraints(params), f" for {params}"
             )
             cached = all(c <= 0.0 for c in result)
             if len(self._feasible_cache) >= _FEASIBLE_CACHE:

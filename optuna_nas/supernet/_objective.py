@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -12,8 +13,18 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
+from optuna_nas.asha import (
+    ArchConstraints,
+    _check_arch_constraints,
+    _check_objectives,
+    _constraint_values,
+    _directions,
+    _feasible,
+    _record_constraints,
+)
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
+from optuna_nas.nn._ops import plain_pooling
 from optuna_nas.spaces._base import Architecture
 from optuna_nas.supernet._checkpoint import CheckpointTarget, load_checkpoint, save_checkpoint
 from optuna_nas.supernet._supernet import Supernet
@@ -23,6 +34,9 @@ __all__ = ["WeightSharingObjective"]
 _logger = logging.getLogger(__name__)
 
 _FORMAT = 1
+
+#: What a trial can return: the shared-weight accuracy, then costs of its path.
+_OBJECTIVES = ("accuracy", "params", "flops")
 
 
 def _batch(dataset: Dataset[Any], index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +70,28 @@ class WeightSharingObjective:
     trained before its own) and ``seed`` as user attrs, and the study the checkpoint's
     location.
 
+    In a multi-objective study: ``objectives=("accuracy", "params")`` (or with
+    ``"flops"``) makes each trial return its shared-weight accuracy and then the costs of
+    its path: ``params``, the parameters the path uses in the supernet
+    (:meth:`Supernet.path_parameters`), and ``flops``, one forward pass of the path on one
+    input; both are also stored as user attrs. The study must have one direction per
+    objective, maximise for the accuracy and minimise for the costs, or the trial fails
+    with a ValueError saying so. With the default ``objectives=("accuracy",)`` a trial
+    returns one float, so in a multi-objective study wrap it and return the other values
+    yourself (``lambda trial: (objective(trial), cost(trial.params))``). Nothing is
+    reported or pruned by the objective in either kind of study.
+
+    Constraints known before training: with ``arch_constraints(params) -> sequence of
+    floats`` (feasible where all <= 0; ``params`` as ``trial.params`` holds the
+    architecture), each trial's constraint values are stored in its system attr
+    ``constraints``, where Optuna's samplers read them (``trial.constraints``). The
+    architecture comes from the study's sampler, which the objective cannot ask again
+    within a trial, so an infeasible one is pruned before it trains a single step (user
+    attr ``pruned_reason`` says why; the shared weights never see it). To propose only
+    feasible architectures, use :func:`optuna_nas.pipeline.search_stage` (whose default
+    random sampler draws feasible ones only) or a sampler that reads
+    ``trial.constraints``.
+
     Paper: Li & Talwalkar, "Random Search and Reproducibility for Neural Architecture
     Search", UAI 2019, https://arxiv.org/abs/1902.07638; Pham et al., "Efficient Neural
     Architecture Search via Parameter Sharing", ICML 2018, https://arxiv.org/abs/1802.03268.
@@ -77,6 +113,12 @@ class WeightSharingObjective:
         checkpoint_every: Trials between checkpoints.
         seed: Seed of the minibatch order and of the validation subset.
         device: Where to train; by default CUDA when available, else the CPU.
+        objectives: What a trial returns: ``"accuracy"`` first, then any of ``"params"``
+            and ``"flops"`` (the path's costs, minimised). With one objective a trial
+            returns a float, with more a tuple in this order.
+        arch_constraints: ``arch_constraints(params) -> sequence of floats``, feasible
+            where all <= 0; an infeasible trial is pruned before training. ``None``: no
+            constraints.
     """
 
     def __init__(
@@ -97,6 +139,8 @@ class WeightSharingObjective:
         checkpoint_every: int = 10,
         seed: int = 0,
         device: str | torch.device | None = None,
+        objectives: Sequence[str] = ("accuracy",),
+        arch_constraints: ArchConstraints | None = None,
     ) -> None:
         if not isinstance(supernet, Supernet):
             raise TypeError(f"WeightSharingObjective needs a Supernet, got {supernet!r}.")
@@ -111,6 +155,10 @@ class WeightSharingObjective:
             raise ValueError(f"total_trials must be positive or None, got {total_trials!r}.")
         if len(data.train) == 0 or len(data.valid) == 0:  # type: ignore[arg-type]
             raise ValueError(f"The {data.name} data has an empty train or valid split.")
+        self.objectives = _check_objectives(objectives, "WeightSharingObjective", _OBJECTIVES)
+        _check_arch_constraints(arch_constraints)
+        self.arch_constraints = arch_constraints
+        self._costs: dict[Architecture, dict[str, int]] = {}
         self.supernet = supernet
         self.space = supernet.space
         self.data = data
@@ -205,10 +253,57 @@ class WeightSharingObjective:
                 correct += int((logits.argmax(1) == labels.to(self.device)).sum())
         return correct / len(index)
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def feasible(self, arch: Architecture) -> bool:
+        """Whether ``arch`` meets ``arch_constraints`` (always, without constraints)."""
+        if self.arch_constraints is None:
+            return True
+        return _feasible(_constraint_values(self.arch_constraints, self.space.to_params(arch)))
+
+    def costs(self, arch: Architecture) -> dict[str, int]:
+        """The costs of an architecture's path: ``params`` (the supernet parameters it
+        uses) and ``flops`` (one forward pass on one input, a multiply-add counting two)."""
+        made = self._costs.get(arch)
+        if made is None:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            net = self.supernet
+            params = sum(p.numel() for p in net.path_parameters(arch))
+            shape = tuple(self.data.train[0][0].shape)
+            was_training = net.training
+            net.eval()
+            try:
+                # Two inputs, halved: batch statistics need more than one value per channel.
+                counter = FlopCounterMode(display=False)
+                with counter, torch.no_grad(), plain_pooling():
+                    net(torch.zeros(2, *shape, device=self.device), arch)
+                flops = int(counter.get_total_flops()) // 2
+            finally:
+                net.train(was_training)
+            if len(self._costs) > 4096:
+                self._costs.clear()
+            made = self._costs[arch] = {"params": params, "flops": flops}
+        return dict(made)
+
+    def _check_directions(self, study: optuna.Study) -> None:
+        want = _directions(self.objectives)
+        if list(study.directions) != want:
+            have = [d.name.lower() for d in study.directions]
+            raise ValueError(
+                f"WeightSharingObjective(objectives={self.objectives!r}) returns "
+                f"{len(want)} values to {[d.name.lower() for d in want]}, but the study "
+                f"{study.study_name!r} has directions {have}; create the study with "
+                f"directions={[d.name.lower() for d in want]}, or pass objectives that "
+                "match it."
+            )
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        if len(self.objectives) > 1:
+            self._check_directions(trial.study)
         if not self._loaded:
             self.load(trial.study)
         arch = self.space.suggest(trial)
+        if self.arch_constraints is not None:
+            _record_constraints(trial, self.space, arch, self.arch_constraints)
         trial.set_user_attr("supernet_step", self.step)
         trial.set_user_attr("seed", self.seed)
         self.train_path(arch, self.steps_per_trial, trial)
@@ -216,7 +311,12 @@ class WeightSharingObjective:
         self.trials += 1
         if self.checkpoint is not None and self.trials % self.checkpoint_every == 0:
             self.save(trial.study)
-        return accuracy
+        if len(self.objectives) == 1:
+            return accuracy
+        costs = self.costs(arch)
+        for name, value in costs.items():
+            trial.set_user_attr(name, value)
+        return (accuracy, *(float(costs[name]) for name in self.objectives[1:]))
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:

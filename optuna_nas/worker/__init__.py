@@ -16,9 +16,17 @@ Next to it, its module may define:
 - ``sampler``: an Optuna sampler, or ``sampler(seed)`` returning one (the worker's seed is
   the launch seed plus its index, so workers do not propose the same architectures);
 - ``pruner``: an Optuna pruner, or ``pruner()`` returning one;
-- ``direction``: ``"maximize"`` or ``"minimize"``, used when the study is created.
+- ``direction``: ``"maximize"`` or ``"minimize"``, used when the study is created;
+- ``directions``: instead of ``direction``, one of them per objective (e.g.
+  ``["maximize", "minimize"]``), for a multi-objective study.
 
 A sampler or pruner named on the command line wins over the module's.
+
+In a multi-objective study Optuna has no ``trial.report`` or ``should_prune``: the launcher
+refuses a pruner there (:class:`~optuna_nas.errors.WorkerError`, before any worker starts;
+``none`` is fine), :func:`optuna_nas.train` keeps each epoch in the user attr
+``epoch_values`` instead of reporting it, and each trial's progress line counts the trials
+on the Pareto front instead of naming a best trial.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from optuna_nas.errors import NasError, WorkerError
 from optuna_nas.worker._devices import _child_env, parse_devices
 from optuna_nas.worker._objective import (
     WorkerObjective,
+    _check_directions,
+    _check_pruner,
     load_objective,
     make_pruner,
     make_worker_sampler,
@@ -44,6 +46,8 @@ class WorkerConfig:
         seed: Worker ``i`` seeds its sampler with ``seed + i``; ``None`` draws seeds.
         direction: ``"maximize"`` or ``"minimize"`` for a new study; the module's by
             default.
+        directions: One ``"maximize"`` or ``"minimize"`` per objective, for a new
+            multi-objective study (instead of ``direction``); the module's by default.
         heartbeat_interval: Seconds between heartbeats (RDB storages); ``None`` is off.
         grace_period: Seconds without a heartbeat before a trial is stale.
         max_retry: How many times a stale trial is retried.
@@ -59,6 +63,7 @@ class WorkerConfig:
     n_trials: int | None = None
     seed: int | None = None
     direction: str | None = None
+    directions: Sequence[str] | None = None
     heartbeat_interval: int | None = 60
     grace_period: int | None = None
     max_retry: int | None = 1
@@ -74,6 +79,12 @@ class WorkerConfig:
             raise WorkerError(f"--trials must be at least 1, got {self.n_trials}.")
         if self.direction not in (None, "maximize", "minimize"):
             raise WorkerError(f"direction must be maximize or minimize, got {self.direction!r}.")
+        if self.directions is not None:
+            if self.direction is not None:
+                raise WorkerError(
+                    "Give direction (one objective) or directions (several), not both."
+                )
+            _check_directions(self.directions, "The worker configuration")
         if self.timeout is not None and not (self.timeout > 0 and math.isfinite(self.timeout)):
             raise WorkerError(f"--timeout must be positive seconds, got {self.timeout}.")
         if self.max_failures < 1:
@@ -92,31 +103,43 @@ def _open(config: WorkerConfig, url: str) -> optuna.storages.RDBStorage:
 def _create_or_load_study(
     config: WorkerConfig, storage: optuna.storages.BaseStorage, objective: WorkerObjective
 ) -> optuna.Study:
-    direction = config.direction or objective.direction
+    # The command line's direction(s) win over the module's.
+    wanted: tuple[str, ...] | None = None
+    if config.directions is not None:
+        wanted = tuple(config.directions)
+    elif config.direction is not None:
+        wanted = (config.direction,)
+    elif objective.directions is not None:
+        wanted = objective.directions
+    elif objective.direction is not None:
+        wanted = (objective.direction,)
     try:
         existing = optuna.load_study(study_name=config.study_name, storage=storage)
     except KeyError:
         existing = None
     if existing is None:
-        if direction is None:
+        if wanted is None:
             raise WorkerError(
                 f"The study {config.study_name!r} does not exist yet, so it needs a direction: "
                 "pass --direction maximize (or minimize), or define direction = 'maximize' "
-                "next to the objective."
+                "next to the objective (directions = ['maximize', 'minimize'] for a "
+                "multi-objective study)."
             )
         return optuna.create_study(
             study_name=config.study_name,
             storage=storage,
-            direction="maximize" if direction == "maximize" else "minimize",
+            directions=["maximize" if d == "maximize" else "minimize" for d in wanted],
             load_if_exists=True,
         )
-    if direction is not None and len(existing.directions) == 1:
-        have = existing.direction.name.lower()
-        if have != direction:
-            raise WorkerError(
-                f"The study {config.study_name!r} exists and is to {have}, not to {direction}; "
-                "drop --direction, or give a new study name."
-            )
+    have = tuple(d.name.lower() for d in existing.directions)
+    if wanted is not None and have != wanted:
+        def say(directions: tuple[str, ...]) -> str:
+            return directions[0] if len(directions) == 1 else f"{list(directions)}"
+
+        raise WorkerError(
+            f"The study {config.study_name!r} exists and is to {say(have)}, not to "
+            f"{say(wanted)}; drop the direction(s) given, or give a new study name."
+        )
     return existing
 
 
@@ -161,9 +184,15 @@ def launch_workers(
     objective = load_objective(config.objective)
     # Build the sampler and pruner once here, so that a bad name fails before any start.
     make_worker_sampler(objective, config.sampler, config.seed)
-    make_pruner(objective, config.pruner)
+    pruner = make_pruner(objective, config.pruner)
     storage = _open(config, storage_url)
     study = _create_or_load_study(config, storage, objective)
+    where = f"--pruner {config.pruner}" if config.pruner else "the module's pruner"
+    try:
+        _check_pruner(pruner, study, where)
+    except WorkerError:
+        storage.engine.dispose()
+        raise
     counts = _counts(study)
     storage.engine.dispose()
     print(

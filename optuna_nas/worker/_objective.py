@@ -1,4 +1,4 @@
-"""The user's objective, and the space, sampler, pruner and direction next to it."""
+"""The user's objective, and the space, sampler, pruner and direction(s) next to it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import secrets
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +24,31 @@ from optuna_nas.spaces import SearchSpace
 PRUNERS = ("none", "median", "asha", "hyperband")
 """Pruner names the command line knows."""
 
+_DIRECTIONS = ("maximize", "minimize")
+
+
+def _check_directions(directions: object, where: str) -> tuple[str, ...]:
+    """``directions`` as a tuple of ``"maximize"`` / ``"minimize"``, one per objective.
+
+    Args:
+        directions: A sequence of direction names, e.g. ``["maximize", "minimize"]``.
+        where: Who gave them, for the error message.
+
+    Raises:
+        WorkerError: Not a non-empty sequence of ``"maximize"`` and ``"minimize"``.
+    """
+    if (
+        isinstance(directions, str)
+        or not isinstance(directions, Sequence)
+        or not directions
+        or any(d not in _DIRECTIONS for d in directions)
+    ):
+        raise WorkerError(
+            f"{where} gives directions={directions!r}; give one 'maximize' or 'minimize' "
+            "per objective, e.g. ['maximize', 'minimize']."
+        )
+    return tuple(str(d) for d in directions)
+
 
 @dataclass(frozen=True)
 class WorkerObjective:
@@ -37,6 +62,8 @@ class WorkerObjective:
         sampler: The module's ``sampler``: a sampler, a factory, or ``None``.
         pruner: The module's ``pruner``: a pruner, a factory, or ``None``.
         direction: The module's ``direction``, if it defines one.
+        directions: The module's ``directions`` (one per objective of a multi-objective
+            study), if it defines them.
     """
 
     spec: str
@@ -45,6 +72,7 @@ class WorkerObjective:
     sampler: Any = None
     pruner: Any = None
     direction: str | None = None
+    directions: tuple[str, ...] | None = None
 
     @property
     def takes_device(self) -> bool:
@@ -65,7 +93,7 @@ def load_objective(spec: str) -> WorkerObjective:
 
     Returns:
         The objective with the module's ``space``, ``sampler``, ``pruner`` and
-        ``direction``.
+        ``direction`` or ``directions``.
 
     Raises:
         WorkerError: The spec is malformed, the module or the function does not exist, or
@@ -104,6 +132,14 @@ def load_objective(spec: str) -> WorkerObjective:
             f"Module {module_name!r} defines direction={direction!r}; use 'maximize' or "
             "'minimize'."
         )
+    directions = getattr(module, "directions", None)
+    if directions is not None:
+        if direction is not None:
+            raise WorkerError(
+                f"Module {module_name!r} defines both direction and directions; keep "
+                "directions for a multi-objective study, direction for a single objective."
+            )
+        directions = _check_directions(directions, f"Module {module_name!r}")
     return WorkerObjective(
         spec=spec,
         function=function,
@@ -111,6 +147,7 @@ def load_objective(spec: str) -> WorkerObjective:
         sampler=getattr(module, "sampler", None),
         pruner=getattr(module, "pruner", None),
         direction=direction,
+        directions=directions,
     )
 
 
@@ -207,7 +244,8 @@ def make_pruner(objective: WorkerObjective, name: str | None) -> optuna.pruners.
     Args:
         objective: The loaded objective (its module's ``pruner``).
         name: One of :data:`PRUNERS`, or ``None``. ``asha`` is Optuna's
-            SuccessiveHalvingPruner, ``none`` turns pruning off.
+            SuccessiveHalvingPruner, ``none`` turns pruning off. A multi-objective study
+            takes none: the launcher refuses one there.
 
     Returns:
         The pruner, or ``None`` for Optuna's default.
@@ -244,3 +282,33 @@ def _call_with_optional(factory: Callable[..., Any], seed: int | None) -> Any:
     except (TypeError, ValueError):
         takes_seed = True
     return factory(seed) if takes_seed else factory()
+
+
+def _check_pruner(
+    pruner: optuna.pruners.BasePruner | None, study: optuna.Study, where: str
+) -> None:
+    """Refuse a pruner for a multi-objective study, where it could never prune.
+
+    Optuna has no ``trial.report`` or ``should_prune`` in a multi-objective study (they
+    raise ``NotImplementedError``), so a pruner there means a mistake; ``None`` and
+    :class:`optuna.pruners.NopPruner` are fine.
+
+    Args:
+        pruner: The worker's pruner, or ``None`` for none given.
+        study: The study the workers run.
+        where: Where the pruner came from, for the message (``--pruner asha``).
+
+    Raises:
+        WorkerError: A pruner in a study of several directions.
+    """
+    if len(study.directions) < 2 or pruner is None:
+        return
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        return
+    raise WorkerError(
+        f"The study {study.study_name!r} has {len(study.directions)} objectives, and Optuna "
+        f"prunes single-objective studies only (trial.report and should_prune raise in a "
+        f"multi-objective study), so {where} ({type(pruner).__name__}) could never stop a "
+        "trial: drop it, or pass --pruner none. optuna_nas.train keeps each epoch's "
+        "accuracy in the user attr epoch_values there and never prunes."
+    )

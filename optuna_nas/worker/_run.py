@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import optuna
 import sqlalchemy.exc
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nas.errors import NasError, WorkerError
@@ -108,19 +109,24 @@ class _Counts:
     running: int = 0
     waiting: int = 0
     best: FrozenTrial | None = None
+    front: int | None = None  # trials on the Pareto front, in a multi-objective study
 
 
 def _counts(study: optuna.Study) -> _Counts:
     # One read of the study per trial: Optuna's storage cache serves the finished trials
     # from memory, so the counts and the best trial cost a query for the unfinished ones.
+    # A multi-objective study has no best trial: its Pareto front is counted instead.
     counts = _Counts()
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     single = len(study.directions) == 1
+    complete: list[FrozenTrial] = []
     for t in study._storage.get_all_trials(
         study._study_id, deepcopy=False, states=(*_DONE, *_OPEN)
     ):
         if t.state in _DONE:
             counts.done += 1
+            if not single and t.state == TrialState.COMPLETE and t.values:
+                complete.append(t)
             if single and t.state == TrialState.COMPLETE and t.values:
                 if (
                     counts.best is None
@@ -132,6 +138,8 @@ def _counts(study: optuna.Study) -> _Counts:
             counts.running += 1
         else:
             counts.waiting += 1
+    if complete:
+        counts.front = len(_get_pareto_front_trials_by_trials(complete, study.directions))
     return counts
 
 
@@ -253,6 +261,14 @@ def run_worker(
                 what = "failed: the objective returned no finite number"
             elif isinstance(error, NasError):
                 what = f"failed: {type(error).__name__}: {error}"
+            elif isinstance(error, NotImplementedError) and len(study.directions) > 1:
+                # trial.report or should_prune in a multi-objective study.
+                what = (
+                    f"failed: {type(error).__name__}: {error} In a multi-objective study "
+                    "Optuna has no trial.report or should_prune: drop them from the "
+                    "objective (optuna_nas.train keeps each epoch in the user attr "
+                    "epoch_values there instead)."
+                )
             else:
                 # A bug in the user's objective: its traceback is the useful sentence.
                 stream.write("".join(traceback.format_exception(error)))
@@ -262,6 +278,8 @@ def run_worker(
         best = ""
         if counts.best is not None:
             best = f", best {counts.best.values[0]:.6g} (trial {counts.best.number})"
+        elif counts.front is not None:
+            best = f", {counts.front} on the Pareto front"
         say(
             f"trial {trial.number}{note} {what} in {seconds:.1f} s | study: "
             f"{counts.done}/{target} finished{best}"
