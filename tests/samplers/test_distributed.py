@@ -9,9 +9,12 @@ every edge and scores 22.5, a random cell 12.0 on average (standard deviation 3.
 ranking is fine-grained enough that a sampler that never repeats an architecture still has
 good new ones to find after 200 trials (the 200th best cell scores 19.1).
 
-The test runs twice: with the declared space (``space.suggest(trial)``), and define-by-run,
+The test runs three times: with the declared space (``space.suggest(trial)``), define-by-run,
 where the objective asks for the six edges with plain ``suggest_categorical`` calls and each
-worker's sampler is ``ControllerSampler(seed=worker)``, with no space.
+worker's sampler is ``ControllerSampler(seed=worker)``, with no space, and multi-objective:
+the declared space, ``directions=["maximize", "minimize"]``, the reward against a cost that
+the same convolutions raise (``COSTS``), where the later trials' front must dominate clearly
+more than the first trials' one.
 
 Each trial records, as user attrs, the worker that ran it and the trial numbers its
 worker's controller had learned from (``sampler._learned``) when it proposed the trial's
@@ -25,6 +28,7 @@ except in CI, where it fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -50,8 +54,16 @@ OP_SCORES = {
     "nor_conv_1x1": 2.5,
     "nor_conv_3x3": 3.0,
 }
+COSTS = {
+    "none": 0.0,
+    "skip_connect": 0.0,
+    "avg_pool_3x3": 0.0,
+    "nor_conv_1x1": 1.0,
+    "nor_conv_3x3": 3.0,
+}
 EDGE_WEIGHTS = {"1<-0": 1.0, "2<-0": 1.1, "2<-1": 1.2, "3<-0": 1.3, "3<-1": 1.4, "3<-2": 1.5}
 BEST_REWARD = 22.5
+RANDOM_MEAN_GAP = 4.5
 RANDOM_MEAN_REWARD = 12.0
 RANDOM_STD_REWARD = 3.3
 READY_TIMEOUT_S = 120.0
@@ -69,6 +81,31 @@ def reward(arch_values: dict[str, object]) -> float:
         EDGE_WEIGHTS[name.removeprefix("arch/")] * OP_SCORES[str(op)]
         for name, op in arch_values.items()
     )
+
+
+def cost(arch_values: dict[str, object]) -> float:
+    """Weighted sum of the edges' op costs: a parameter count, 0 to 22.5."""
+    return sum(
+        EDGE_WEIGHTS[name.removeprefix("arch/")] * COSTS[str(op)]
+        for name, op in arch_values.items()
+    )
+
+
+def front_gaps() -> dict[float, float]:
+    """Cost -> the best reward of any cell that costs that much or less (the Pareto
+    front), by enumerating the 15,625 cells."""
+    space = NasBench201Space()
+    names = [d.name for d in space.decisions]
+    best: dict[float, float] = {}
+    for ops in itertools.product(list(OP_SCORES), repeat=len(names)):
+        values: dict[str, object] = dict(zip(names, ops, strict=True))
+        key = round(cost(values), 6)
+        best[key] = max(best.get(key, 0.0), reward(values))
+    front, running = {}, 0.0
+    for key in sorted(best):
+        running = max(running, best[key])
+        front[key] = running
+    return front
 
 
 def _wait_for_everyone(ready_dir: Path, index: int, n_workers: int) -> None:
@@ -92,17 +129,18 @@ def run_worker(
         index: The worker's number, also its sampler's seed.
         n_trials: How many trials this worker runs.
         ready_dir: Where the workers meet before they start.
-        mode: ``"declared"`` (the space object) or ``"define-by-run"`` (plain suggests).
+        mode: ``"declared"`` (the space object), ``"define-by-run"`` (plain suggests) or
+            ``"multi-objective"`` (the space object, reward and cost).
     """
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = NasBench201Space()
-    sampler = ControllerSampler(space if mode == "declared" else None, seed=index)
+    sampler = ControllerSampler(space if mode != "define-by-run" else None, seed=index)
     rdb = storage(url)
     study = optuna.load_study(study_name=study_name, storage=rdb, sampler=sampler)
 
-    def objective(trial: optuna.Trial) -> float:
-        if mode == "declared":
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
+        if mode != "define-by-run":
             arch = space.suggest(trial)
         else:
             arch = space.from_values(
@@ -111,6 +149,8 @@ def run_worker(
         trial.set_user_attr("worker", index)
         # What this worker's controller had learned from when it proposed `arch`.
         trial.set_user_attr("learned", sorted(sampler._learned))
+        if mode == "multi-objective":
+            return reward(arch.as_dict()), cost(arch.as_dict())
         return reward(arch.as_dict())
 
     _wait_for_everyone(ready_dir, index, N_WORKERS)
@@ -118,7 +158,7 @@ def run_worker(
     rdb.engine.dispose()
 
 
-@pytest.mark.parametrize("mode", ["declared", "define-by-run"])
+@pytest.mark.parametrize("mode", ["declared", "define-by-run", "multi-objective"])
 def test_four_workers_share_one_learning_controller(
     postgres_url: str,  # noqa: F811
     postgres_study_name: str,  # noqa: F811
@@ -126,7 +166,8 @@ def test_four_workers_share_one_learning_controller(
     mode: str,
 ) -> None:
     rdb = storage(postgres_url)
-    optuna.create_study(study_name=postgres_study_name, storage=rdb, direction="maximize")
+    directions = ["maximize", "minimize"] if mode == "multi-objective" else ["maximize"]
+    optuna.create_study(study_name=postgres_study_name, storage=rdb, directions=directions)
 
     ready_dir = tmp_path / "ready"
     ready_dir.mkdir()
@@ -180,9 +221,13 @@ def test_four_workers_share_one_learning_controller(
     for index in range(N_WORKERS):
         assert sum(w == index for w in worker_of.values()) == TRIALS_PER_WORKER
     for t in trials:
-        arch = {k: v for k, v in t.params.items() if mode != "declared" or k.startswith("arch/")}
+        arch = {
+            k: v for k, v in t.params.items() if mode == "define-by-run" or k.startswith("arch/")
+        }
         assert len(arch) == 6
-        assert t.value == pytest.approx(reward(arch))
+        assert t.values[0] == pytest.approx(reward(arch))
+        if mode == "multi-objective":
+            assert t.values[1] == pytest.approx(cost(arch))
 
     # Each worker's controller learned from the other workers' trials, and kept doing so.
     for index in range(N_WORKERS):
@@ -207,6 +252,16 @@ def test_four_workers_share_one_learning_controller(
     # screens its proposals with a model of the results after 10 of them and never repeats
     # an architecture, so by trial 50 it already proposes cells about as good as the ones
     # left unevaluated near the top of the space, which caps what the last trials can add.)
+    if mode == "multi-objective":
+        # The later trials lie closer to the Pareto front: their reward falls short of the
+        # best at their cost by less (a random cell's gap is 4.5 on average).
+        front = front_gaps()
+        gaps = [front[round(t.values[1], 6)] - t.values[0] for t in trials]
+        first, last = statistics.fmean(gaps[:20]), statistics.fmean(gaps[-50:])
+        message = f"mean gap to the front: first 20 trials {first:.2f}, last 50 {last:.2f}"
+        assert last < first - 0.4, message
+        assert last < RANDOM_MEAN_GAP - 1.0, message
+        return
     values = [float(t.value) for t in trials if t.value is not None]
     first = statistics.fmean(values[:20])
     last = statistics.fmean(values[-50:])
