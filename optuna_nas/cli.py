@@ -122,6 +122,13 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="direction of a new study (default: the module's `direction`)",
     )
     worker.add_argument(
+        "--directions",
+        type=_directions,
+        default=None,
+        help="comma-separated directions of a new multi-objective study, e.g. "
+        "maximize,minimize (default: the module's `directions`); no pruner with several",
+    )
+    worker.add_argument(
         "--seed", type=int, default=None, help="worker i seeds its sampler with seed + i"
     )
     worker.add_argument(
@@ -177,6 +184,15 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
 
 
+def _directions(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or any(name not in ("maximize", "minimize") for name in names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated maximize/minimize, e.g. maximize,minimize; got {text!r}"
+        )
+    return names
+
+
 def _run_worker(args: argparse.Namespace) -> int:
     url = resolve_storage_url(args.storage, args.storage_file)
     config = WorkerConfig(
@@ -187,6 +203,7 @@ def _run_worker(args: argparse.Namespace) -> int:
         n_trials=args.trials,
         seed=args.seed,
         direction=args.direction,
+        directions=args.directions,
         heartbeat_interval=None if args.no_heartbeat else args.heartbeat_interval,
         grace_period=None if args.no_heartbeat else args.grace_period,
         max_retry=args.max_retry,

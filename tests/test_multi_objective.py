@@ -405,3 +405,29 @@ def test_infeasible_constraints_and_non_callables_are_refused(data: ImageData) -
                            arch_constraints=[0.0])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="arch_constraints must be a function"):
         make_objective(data, arch_constraints="small")
+
+
+def test_the_worker_command_line_takes_directions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna_nas import cli
+
+    (tmp_path / "nodir_mo.py").write_text(
+        "from optuna_nas.spaces import NasBench201Space\n"
+        "space = NasBench201Space()\n"
+        "def objective(trial):\n"
+        "    arch = space.suggest(trial)\n"
+        "    nones = sum(op == 'none' for _, op in arch.values)\n"
+        "    return float(len(arch.values) - nones), float(nones)\n"
+    )
+    url = f"sqlite:///{tmp_path / 'cli_mo.db'}"
+    args = ["worker", "--storage", url, "--study-name", "mo", "--objective",
+            f"{tmp_path / 'nodir_mo.py'}:objective", "--trials", "12", "--no-heartbeat",
+            "--sampler", "controller", "--seed", "0"]
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--directions", "maximize,upward"])
+    assert "expected comma-separated maximize/minimize" in capsys.readouterr().err
+    assert cli.main([*args, "--directions", "maximize,minimize"]) == 0
+    study = optuna.load_study(study_name="mo", storage=url)
+    assert study.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+    assert_two_values(study, 12)
