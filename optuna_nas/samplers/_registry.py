@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -227,7 +228,9 @@ def _nsga2(seed: int) -> optuna.samplers.BaseSampler:
 
 
 def _nsga3(seed: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.NSGAIIISampler(seed=seed)
+    with warnings.catch_warnings():  # experimental in Optuna, and named so by choice here
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.NSGAIIISampler(seed=seed)
 
 
 register_sampler("random", _random)
