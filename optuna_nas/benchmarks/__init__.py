@@ -15,6 +15,13 @@ from optuna_nas.benchmarks._nasbench201 import (
     NasBench201Table,
     run_nasbench201,
 )
+from optuna_nas.benchmarks._nasbench201_mo import (
+    CostRun,
+    CostSummary,
+    FrontScore,
+    run_nasbench201_constrained,
+    run_nasbench201_mo,
+)
 
 # The sampler registry lives with the samplers; these names stay here because the
 # benchmarks' public API has always offered them.
@@ -28,6 +35,9 @@ from optuna_nas.samplers import (
 )
 
 __all__ = [
+    "CostRun",
+    "CostSummary",
+    "FrontScore",
     "NUMERIC_COLUMNS",
     "NasBench201Objective",
     "NasBench201Row",
@@ -40,5 +50,7 @@ __all__ = [
     "make_sampler",
     "register_sampler",
     "run_nasbench201",
+    "run_nasbench201_constrained",
+    "run_nasbench201_mo",
     "unregister_sampler",
 ]
