@@ -13,14 +13,14 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
 import torch
 
-from optuna_nas.benchmarks import _asha, _darts, _load, _overhead, _supernet
+from optuna_nas.benchmarks import _asha, _darts, _darts_cost, _load, _overhead, _supernet
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201_budgets
 from optuna_nas.benchmarks._nasbench201_mo import (
@@ -226,13 +226,7 @@ def _run_nasbench201_mo(args: argparse.Namespace) -> int:
             if isinstance(error, NasError):
                 raise
             raise _CommandError(str(error)) from error
-        for budget, summary in summaries.items():
-            prefix = f"[{budget:g} s] " if len(budgets) > 1 else ""
-            print(prefix + summary.line(), flush=True)
-        entry = summaries[budgets[-1]].as_dict()
-        if len(budgets) > 1:
-            entry |= {f"{b:g}": summary.as_dict() for b, summary in summaries.items()}
-        entries[name] = entry
+        entries[name] = _print_budgets(summaries)
     if args.json is not None:
         _write_json(args.json, document | {"samplers": entries})
     return 0
@@ -252,6 +246,25 @@ def _max_params(text: str, table: NasBench201Table) -> float:
             f"--max-params-mb must be a positive number or 'median', got {text!r}"
         )
     return value
+
+
+class _BudgetSummary(Protocol):
+    def line(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+def _print_budgets(summaries: Mapping[float, _BudgetSummary]) -> dict[str, Any]:
+    # Prints each budget's line; returns the largest budget's figures, as a single budget
+    # gives them, and with several budgets each one's under its own key too.
+    budgets = sorted(summaries)
+    for budget in budgets:
+        prefix = f"[{budget:g} s] " if len(budgets) > 1 else ""
+        print(prefix + summaries[budget].line(), flush=True)
+    entry = summaries[budgets[-1]].as_dict()
+    if len(budgets) > 1:
+        entry |= {f"{b:g}": summaries[b].as_dict() for b in budgets}
+    return entry
 
 
 def _budgets(text: str) -> list[float]:
@@ -277,15 +290,7 @@ def _run_nasbench201(args: argparse.Namespace) -> int:
             if isinstance(error, NasError):
                 raise
             raise _CommandError(str(error)) from error
-        for budget, summary in summaries.items():
-            prefix = f"[{budget:g} s] " if len(budgets) > 1 else ""
-            print(prefix + summary.line(), flush=True)
-        # The largest budget's figures, as a single budget gives them; with a list, each
-        # budget's under its own key too.
-        entry = summaries[budgets[-1]].as_dict()
-        if len(budgets) > 1:
-            entry |= {f"{b:g}": summary.as_dict() for b, summary in summaries.items()}
-        entries[name] = entry
+        entries[name] = _print_budgets(summaries)
     if args.json is not None:
         document = {
             "benchmark": "nasbench201",
@@ -802,6 +807,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_asha(subparsers)
     _add_supernet(subparsers)
     _add_darts(subparsers)
+    _darts_cost.add_parser(subparsers)
     _add_load(subparsers)
     return parser
 

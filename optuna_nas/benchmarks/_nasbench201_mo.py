@@ -201,6 +201,13 @@ def _seeds(seeds: int | Sequence[int]) -> list[int]:
     return seed_list
 
 
+def _budget_list(budgets_s: Sequence[float]) -> list[float]:
+    budgets = sorted({float(b) for b in budgets_s})
+    if not budgets:
+        raise ValueError("Give at least one budget.")
+    return budgets
+
+
 def _rows_within(objective: NasBench201Objective, budget_s: float) -> list[NasBench201Row]:
     return [row for total, row in objective.history if total <= budget_s]
 
@@ -229,9 +236,7 @@ def run_nasbench201_mo(
         ValueError: No seed, no budget, or an unknown cost column.
     """
     score = FrontScore(table, cost)
-    budgets = sorted({float(b) for b in budgets_s})
-    if not budgets:
-        raise ValueError("Give at least one budget.")
+    budgets = _budget_list(budgets_s)
     start = time.perf_counter()
     runs: dict[float, list[CostRun]] = {b: [] for b in budgets}
     for seed in _seeds(seeds):
@@ -317,9 +322,7 @@ def run_nasbench201_constrained(
     Raises:
         ValueError: A run evaluated no feasible architecture within a budget.
     """
-    budgets = sorted({float(b) for b in budgets_s})
-    if not budgets:
-        raise ValueError("Give at least one budget.")
+    budgets = _budget_list(budgets_s)
     start = time.perf_counter()
     runs: dict[float, list[CostRun]] = {b: [] for b in budgets}
     for seed in _seeds(seeds):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from optuna_nas.darts._cost import OpCostTable
 from optuna_nas.spaces._base import Architecture, SearchSpace
 
 __all__ = ["DartsResult"]
@@ -33,6 +34,13 @@ class DartsResult:
         order: ``"first"`` or ``"second"``.
         epochs: Epochs run.
         seconds: Wall-clock time of the search.
+        cost_weight: The cost term's weight (0: plain DARTS).
+        expected_cost: With a cost term, the supernet's expected normalised cost at the
+            final alphas (0 to 1, see :class:`~optuna_nas.darts.OpCostTable`); else
+            ``None``.
+        derived_flops: FLOPs of the derived architecture's network (one image of the
+            data's size, the searched width), by :func:`~optuna_nas.count_flops`.
+        cost_table: The per-op cost table of a cost-aware search, else ``None``.
     """
 
     architecture: Architecture
@@ -47,6 +55,10 @@ class DartsResult:
     order: str
     epochs: int
     seconds: float
+    cost_weight: float = 0.0
+    expected_cost: float | None = None
+    derived_flops: int | None = None
+    cost_table: OpCostTable | None = None
 
     @property
     def genotype(self) -> str:

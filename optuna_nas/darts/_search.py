@@ -15,6 +15,15 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from optuna_nas._reporting import report_epoch
+from optuna_nas.darts._cost import (
+    OpCosts,
+    OpCostTable,
+    architecture_flops,
+    check_cost_weight,
+    check_op_costs,
+    check_table,
+    op_cost_table,
+)
 from optuna_nas.darts._derive import alpha_shapes, derive
 from optuna_nas.darts._hypergradient import unrolled_gradient
 from optuna_nas.darts._result import DartsResult
@@ -51,6 +60,19 @@ def _count(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
+def _image_size(value: object) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    size = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(size, tuple) and len(size) == 2 and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)):
+        raise ValueError(
+            f"image_size must be the images' side or (height, width), positive integers, got "
+            f"{value!r}."
+        )
+    return size[0], size[1]
+
+
 class DartsSearch:
     """The state of one DARTS search: a weighted supernet, its alphas and two optimizers.
 
@@ -67,8 +89,18 @@ class DartsSearch:
     Hessian-vector product by finite differences, in place on the weights (see
     :func:`~optuna_nas.darts._hypergradient.unrolled_gradient`).
 
-    Paper: Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019,
-    https://arxiv.org/abs/1806.09055.
+    With ``cost_weight > 0`` the architecture's loss gets a cost term, as in FBNet and
+    ProxylessNAS: ``cost_weight`` times the expected cost of the supernet, the sum over
+    every mixed op of ``sum(softmax(alpha) * cost(op))`` from a per-op cost table
+    (:func:`~optuna_nas.darts.op_cost_table`, normalised so that it lies in [0, 1]). It is
+    a function of the alphas only, so its gradient is added to the architecture gradient
+    of either order. With ``cost_weight=0`` (the default) nothing is measured and the
+    search is DARTS' exactly.
+
+    Papers: Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019,
+    https://arxiv.org/abs/1806.09055; Wu et al., "FBNet", CVPR 2019,
+    https://arxiv.org/abs/1812.03443; Cai et al., "ProxylessNAS", ICLR 2019,
+    https://arxiv.org/abs/1812.00332.
 
     Args:
         space: A :class:`~optuna_nas.spaces.NasBench201Space`,
@@ -94,6 +126,16 @@ class DartsSearch:
         grad_clip: Max norm of the weights' gradient, or ``None``.
         init_scale: Standard deviation of the alphas' initial values.
         seed: Seed of the supernet's initial weights and of the alphas.
+        cost_weight: Weight of the expected cost in the architecture's loss; 0 (the
+            default) turns the cost term off. Must be finite and non-negative.
+        op_costs: The cost table: ``"flops"`` (each op's FLOPs at each edge's shape),
+            ``"latency"`` (each op's latency at each edge's shape, measured on ``device``),
+            a mapping from every op name of the space to a non-negative cost, or an
+            :class:`~optuna_nas.darts.OpCostTable` of this supernet. Measured only when
+            ``cost_weight > 0``.
+        image_size: The images' side or ``(height, width)``, for measuring the cost table
+            at construction and for :meth:`derived_flops`; without it a measured table is
+            taken at the first step from the validation batch's images.
         device: Where to search; by default CUDA when available, else the CPU.
         dtype: The weights' and alphas' floating-point type.
     """
@@ -120,6 +162,9 @@ class DartsSearch:
         grad_clip: float | None = 5.0,
         init_scale: float = 1e-3,
         seed: int = 0,
+        cost_weight: float = 0.0,
+        op_costs: OpCosts | OpCostTable = "flops",
+        image_size: int | tuple[int, int] | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -154,6 +199,11 @@ class DartsSearch:
             _positive("grad_clip", grad_clip)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ValueError(f"seed must be an integer, got {seed!r}.")
+        weight_of_cost = check_cost_weight(cost_weight)
+        check_op_costs(space, op_costs)
+        if isinstance(op_costs, OpCostTable):
+            check_table(space, op_costs)
+        size = _image_size(image_size)
         options: dict[str, Any] = {"channels": channels, "num_classes": num_classes,
                                    "in_channels": in_channels}
         if isinstance(space, NasBench201Space):
@@ -215,6 +265,22 @@ class DartsSearch:
         )
         self.epoch = 0  # epochs ended so far
         self.steps = 0  # iterations so far
+        self.cost_weight = weight_of_cost
+        self.op_costs = op_costs
+        self.image_size = size
+        self._sizes: dict[str, Any] = {
+            k: options[k] for k in ("channels", "layers", "cells_per_stage") if k in options
+        }
+        self._build_options: dict[str, Any] = {
+            **self._sizes, "num_classes": num_classes, "in_channels": in_channels,
+            **{k: v for k, v in options.items() if k == "stem_multiplier"},
+        }
+        #: The normalised cost table (see :func:`~optuna_nas.darts.op_cost_table`), or
+        #: ``None`` until it is measured (a search with ``cost_weight=0`` never does).
+        self.cost_table: OpCostTable | None = None
+        self._device_costs: dict[str, torch.Tensor] | None = None
+        if self.cost_weight > 0 and (size is not None or not isinstance(op_costs, str)):
+            self.measure_costs()
 
     # ---- the relaxation -------------------------------------------------------------------
     @property
@@ -235,6 +301,79 @@ class DartsSearch:
         logits = self.supernet(images, weights=self.op_weights(detach=detach_alphas))
         return nn.functional.cross_entropy(logits, labels)
 
+    # ---- the cost term (FBNet, ProxylessNAS) ----------------------------------------------
+    def measure_costs(self, image_size: int | tuple[int, int] | None = None) -> OpCostTable:
+        """Measure (once) and return the per-op cost table of this supernet.
+
+        A mapping's table needs no images; a ``"flops"`` or ``"latency"`` table is measured
+        at ``image_size`` (default: the constructor's), latency on the search's device.
+        The caller's random generators are left alone.
+
+        Args:
+            image_size: The images' side or ``(height, width)``.
+
+        Raises:
+            ValueError: A measured table and no image size is known.
+        """
+        if self.cost_table is not None:
+            return self.cost_table
+        if isinstance(self.op_costs, OpCostTable):
+            self.cost_table = self.op_costs
+            return self.cost_table
+        size = _image_size(image_size) or self.image_size
+        if size is None and isinstance(self.op_costs, str):
+            raise ValueError(
+                f"A {self.op_costs} cost table is measured at the images' size; pass "
+                "image_size= to DartsSearch or to measure_costs()."
+            )
+        self.image_size = self.image_size or size
+        self.cost_table = op_cost_table(
+            self.space, self.op_costs, image_size=size or 1, device=self.device, **self._sizes
+        )
+        return self.cost_table
+
+    def cost(self) -> torch.Tensor:
+        """The expected normalised cost of the current alphas, differentiable in them:
+        the sum over every mixed op of ``sum(softmax(alpha) * cost(op))``."""
+        table = self.measure_costs()
+        if self._device_costs is None:
+            self._device_costs = {k: t.to(self.device, self.dtype)
+                                  for k, t in table.table.items()}
+        total: torch.Tensor | None = None
+        for kind, weights in self.op_weights().items():
+            term = (weights * self._device_costs[kind]).sum()
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    def expected_cost(self) -> float:
+        """:meth:`cost` as a number: 0 is every mixed op at its cheapest op (0 for
+        ``none``), 1 every mixed op at its most expensive one."""
+        with torch.no_grad():
+            return float(self.cost())
+
+    def derived_flops(
+        self, arch: Architecture | None = None, *, image_size: int | tuple[int, int] | None = None
+    ) -> int:
+        """FLOPs of one forward pass on one image of a derived architecture's network.
+
+        The network is ``space.build(arch, ...)`` at the supernet's size (channels, cells,
+        classes, input channels), counted by :func:`~optuna_nas.count_flops`.
+
+        Args:
+            arch: The architecture; by default :meth:`derive`'s.
+            image_size: The images' side or ``(height, width)``; by default the
+                constructor's.
+
+        Raises:
+            ValueError: No image size is known.
+        """
+        size = _image_size(image_size) or self.image_size
+        if size is None:
+            raise ValueError("derived_flops needs the images' size: pass image_size=...")
+        return architecture_flops(self.space, self.derive() if arch is None else arch,
+                                  image_size=size, **self._build_options)
+
     def _to_device(self, batch: Batch) -> Batch:
         images, labels = batch
         return (images.to(self.device, self.dtype, non_blocking=True),
@@ -248,14 +387,16 @@ class DartsSearch:
 
         First order: the gradient of the validation loss w.r.t. the alphas at the current
         weights (``train_batch`` is unused). Second order: the gradient of the validation
-        loss after one unrolled SGD step of the weights on ``train_batch``.
+        loss after one unrolled SGD step of the weights on ``train_batch``. With
+        ``cost_weight > 0``, plus ``cost_weight`` times the gradient of :meth:`cost`.
 
         Args:
             train_batch: ``(images, labels)`` from the weights' half of the training data.
             valid_batch: ``(images, labels)`` from the architecture's half.
 
         Returns:
-            The gradient per cell kind, and the validation loss it came from (detached).
+            The gradient per cell kind, and the validation loss it came from (detached;
+            the cost term is not in it).
         """
         valid = self._to_device(valid_batch)
         if self.order == "first":
@@ -279,6 +420,12 @@ class DartsSearch:
                 momentum_buffers=[state.get(w, {}).get("momentum_buffer") for w in self._weights],
                 weight_decay=float(group["weight_decay"]),
             )
+        if self.cost_weight > 0:
+            if self.cost_table is None:
+                self.measure_costs(tuple(valid[0].shape[-2:]))  # type: ignore[arg-type]
+            found = torch.autograd.grad(self.cost(), self._alphas)
+            grads = [g.add(c, alpha=self.cost_weight)
+                     for g, c in zip(grads, found, strict=True)]
         return dict(zip(self.alphas, grads, strict=True)), loss
 
     def step(self, train_batch: Batch, valid_batch: Batch) -> None:
@@ -409,6 +556,8 @@ def search(
     network_options: Mapping[str, Any] | None = None,
     init_scale: float = 1e-3,
     seed: int = 0,
+    cost_weight: float = 0.0,
+    op_costs: OpCosts | OpCostTable = "flops",
     device: str | torch.device | None = None,
     artifact_store: ArtifactStore | None = None,
 ) -> DartsResult:
@@ -430,10 +579,18 @@ def search(
     user attrs (``arch``: its string, ``arch_space``: the space's name) and, with an
     ``artifact_store``, two pictures as artifacts: the derived cell and the op weights over
     the epochs. :func:`enqueue_retraining` puts the derived architecture into a retraining
-    study.
+    study. The trial also gets ``darts_derived_flops`` (the derived network's FLOPs on one
+    image) and, with a cost term, ``darts_cost_weight`` and ``darts_expected_cost``.
 
-    Paper: Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019,
-    https://arxiv.org/abs/1806.09055. Defaults are those of the paper's code.
+    With ``cost_weight > 0`` the architecture step also minimises ``cost_weight`` times the
+    supernet's expected cost (FBNet's and ProxylessNAS' cost term; see
+    :class:`DartsSearch`), from a per-op table measured at ``data.image_size`` on
+    ``device``.
+
+    Papers: Liu et al., "DARTS: Differentiable Architecture Search", ICLR 2019,
+    https://arxiv.org/abs/1806.09055 (defaults are those of the paper's code); Wu et al.,
+    "FBNet", CVPR 2019, https://arxiv.org/abs/1812.03443; Cai et al., "ProxylessNAS", ICLR
+    2019, https://arxiv.org/abs/1812.00332.
 
     Args:
         space: A :class:`~optuna_nas.spaces.NasBench201Space`,
@@ -458,6 +615,9 @@ def search(
         network_options: Further supernet options, e.g. ``stem_multiplier``.
         init_scale: Standard deviation of the alphas' initial values.
         seed: Seed of the split, the minibatch order, the weights and the alphas.
+        cost_weight: Weight of the expected cost in the architecture's loss (0: off).
+        op_costs: ``"flops"``, ``"latency"``, a mapping from op name to cost, or an
+            :class:`~optuna_nas.darts.OpCostTable` (see :class:`DartsSearch`).
         device: Where to search; by default CUDA when available, else the CPU.
         artifact_store: Where the trial's pictures go (needs ``trial``).
 
@@ -477,7 +637,8 @@ def search(
         order=order, epochs=epochs, arch_lr=arch_lr, arch_betas=arch_betas,
         arch_weight_decay=arch_weight_decay, weight_lr=weight_lr, weight_lr_min=weight_lr_min,
         momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip,
-        init_scale=init_scale, seed=seed, device=device,
+        init_scale=init_scale, seed=seed, cost_weight=cost_weight, op_costs=op_costs,
+        image_size=data.image_size, device=device,
     )
     run = _Run.begin(searcher, data, portion, trial=trial, artifact_store=artifact_store,
                      epochs=epochs, batch_size=batch_size, seed=seed, start=start)
@@ -625,4 +786,8 @@ class _Run:
             order=searcher.order,
             epochs=searcher.epoch,
             seconds=time.perf_counter() - self.start,
+            cost_weight=searcher.cost_weight,
+            expected_cost=searcher.expected_cost() if searcher.cost_weight > 0 else None,
+            derived_flops=searcher.derived_flops(arch),
+            cost_table=searcher.cost_table,
         )

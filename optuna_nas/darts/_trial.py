@@ -24,7 +24,9 @@ def record_trial(
     """Leave a search's outcome on its trial, for the dashboard and for retraining.
 
     User attrs: ``arch`` (the derived architecture's string), ``arch_space`` (the space's
-    name), ``darts_derived_accuracy`` and ``darts_epochs``. With an artifact store, two
+    name), ``darts_derived_accuracy``, ``darts_epochs`` and ``darts_derived_flops`` (when
+    the result has it); with a cost term (``result.cost_weight > 0``) also
+    ``darts_cost_weight`` and ``darts_expected_cost``. With an artifact store, two
     ``image/png`` artifacts: the derived cell (``architecture-trial-N.png``, as
     :func:`~optuna_nas.dashboard.log_architecture` draws it) and the op weights over the
     epochs (``alphas-trial-N.png``).
@@ -48,6 +50,11 @@ def record_trial(
                           artifact_store=artifact_store)
     trial.set_user_attr("darts_derived_accuracy", result.derived_accuracy)
     trial.set_user_attr("darts_epochs", result.epochs)
+    if result.derived_flops is not None:
+        trial.set_user_attr("darts_derived_flops", result.derived_flops)
+    if result.cost_weight > 0:
+        trial.set_user_attr("darts_cost_weight", result.cost_weight)
+        trial.set_user_attr("darts_expected_cost", result.expected_cost)
 
 
 def enqueue_retraining(

@@ -53,6 +53,7 @@ def test_reports_every_epoch_and_records_the_derived_architecture(tmp_path: Path
         "arch_space": "nasbench201",
         "darts_derived_accuracy": result.derived_accuracy,
         "darts_epochs": 3,
+        "darts_derived_flops": result.derived_flops,
     }
     assert SPACE.parse(trial.user_attrs["arch"]) == result.architecture
     metas = optuna.artifacts.get_all_artifact_meta(trial, storage=study._storage)
