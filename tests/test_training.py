@@ -577,11 +577,19 @@ def test_measure_latency_repeats_within_20_percent_and_grows_with_cells() -> Non
 
     small, large = network(1), network(2)
     small.train()
-    first = measure_latency(small, (3, 16, 16))
-    second = measure_latency(small, (3, 16, 16))
-    assert 0.8 <= first / second <= 1.25, (first, second)
+    # A shared machine can stall this process during one measurement: up to three pairs,
+    # each measured back to back. A measurement that does not repeat fails all three.
+    pairs = []
+    for _ in range(3):
+        first = measure_latency(small, (3, 16, 16), min_run_time=0.3)
+        second = measure_latency(small, (3, 16, 16), min_run_time=0.3)
+        pairs.append((first, second))
+        if 0.8 <= first / second <= 1.25:
+            break
+    assert 0.8 <= first / second <= 1.25, pairs
     assert small.training  # the mode is restored
-    assert measure_latency(large, (3, 16, 16)) > 1.2 * min(first, second)
+    larger = min(measure_latency(large, (3, 16, 16), min_run_time=0.3) for _ in range(2))
+    assert larger > 1.2 * min(first, second), (larger, pairs)
 
 
 def test_measure_latency_names_a_missing_gpu() -> None:
