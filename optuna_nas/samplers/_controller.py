@@ -199,7 +199,10 @@ class ControllerSampler(BaseSampler):
             feasible where all are <= 0, for a candidate's params as the trial would
             hold them (the space's params with their prefix; in define-by-run, the
             params learned so far). Candidates that break it are never proposed; its
-            values are stored on the trial as its constraints.
+            values are stored on the trial as its constraints. In define-by-run, a
+            param the controller has not seen yet (all of them in the first trial) is
+            drawn uniformly and cannot be checked before the trial: enqueue a feasible
+            first trial with ``study.enqueue_trial``.
         cost_target: ``reward="mnasnet"``: the target cost.
         cost_exponent: ``reward="mnasnet"``: ``w``, or ``(alpha, beta)`` below and above
             the target.
