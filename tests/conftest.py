@@ -204,3 +204,23 @@ def _quiet_and_seeded() -> Iterator[None]:
     torch.manual_seed(0)
     yield
     optuna.logging.set_verbosity(verbosity)
+
+
+def digits_slice(train: int, held_out: int) -> Any:
+    """A slice of the digits data (``train`` training images, ``held_out`` validation and
+    test images), so that a trial takes a fraction of a second."""
+    from torch.utils.data import Subset
+
+    from optuna_nas.data import ImageData, load_digits
+
+    full = load_digits(seed=0)
+    assert full.test is not None
+    return ImageData(
+        Subset(full.train, range(train)),
+        Subset(full.valid, range(held_out)),
+        Subset(full.test, range(held_out)),
+        full.num_classes,
+        full.in_channels,
+        full.image_size,
+        name="digits-slice",
+    )

@@ -7,12 +7,12 @@ from typing import Any
 import optuna
 import pytest
 from optuna.trial import TrialState
-from torch.utils.data import Subset
 
 import optuna_nas
 from optuna_nas.asha import random_search_asha, total_epochs, trial_seed
-from optuna_nas.data import ImageData, load_digits
+from optuna_nas.data import ImageData
 from optuna_nas.spaces import NasBench201Space
+from tests.conftest import digits_slice
 
 TINY = {"channels": 4, "cells_per_stage": 1}
 MAX_EPOCHS = 3
@@ -21,17 +21,7 @@ MAX_EPOCHS = 3
 @pytest.fixture(scope="module")
 def data() -> ImageData:
     """A slice of the digits data, so a trial takes a fraction of a second."""
-    full = load_digits(seed=0)
-    assert full.test is not None
-    return ImageData(
-        Subset(full.train, range(192)),
-        Subset(full.valid, range(96)),
-        Subset(full.test, range(96)),
-        full.num_classes,
-        full.in_channels,
-        full.image_size,
-        name="digits-slice",
-    )
+    return digits_slice(192, 96)
 
 
 def search(data: ImageData, **kwargs: Any) -> optuna.Study:

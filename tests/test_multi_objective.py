@@ -24,10 +24,9 @@ import pytest
 from optuna.study import StudyDirection
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from optuna.trial import TrialState
-from torch.utils.data import Subset
 
 import optuna_nas
-from optuna_nas import evaluate, load_digits, random_search_asha, seed_everything, train
+from optuna_nas import evaluate, random_search_asha, seed_everything, train
 from optuna_nas.asha import CONSTRAINTS_ATTR, _FeasibleRandomSampler
 from optuna_nas.dashboard import (
     _picture_title,
@@ -42,6 +41,7 @@ from optuna_nas.spaces import NasBench201Space
 from optuna_nas.supernet import Supernet, WeightSharingObjective
 from optuna_nas.worker import WorkerConfig, launch_workers, load_objective, run_worker
 from optuna_nas.worker._launch import _create_or_load_study
+from tests.conftest import digits_slice
 
 TINY = {"channels": 4, "cells_per_stage": 1}
 TWO = ["maximize", "minimize"]
@@ -50,17 +50,7 @@ TWO = ["maximize", "minimize"]
 @pytest.fixture(scope="module")
 def data() -> ImageData:
     """A slice of the digits data, so a trial takes a fraction of a second."""
-    full = load_digits(seed=0)
-    assert full.test is not None
-    return ImageData(
-        Subset(full.train, range(128)),
-        Subset(full.valid, range(64)),
-        Subset(full.test, range(64)),
-        full.num_classes,
-        full.in_channels,
-        full.image_size,
-        name="digits-slice",
-    )
+    return digits_slice(128, 64)
 
 
 def few_nones(params: dict[str, Any]) -> list[float]:

@@ -21,6 +21,8 @@ import optuna
 import torch
 
 from optuna_nas.benchmarks import _asha, _darts, _darts_cost, _load, _overhead, _supernet
+from optuna_nas.benchmarks._args import positive_float as _positive_float
+from optuna_nas.benchmarks._args import positive_int as _positive_int
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table, run_nasbench201_budgets
 from optuna_nas.benchmarks._nasbench201_mo import (
@@ -41,26 +43,6 @@ _USAGE_ERROR = 2
 
 class _CommandError(Exception):
     """A user error found by a handler: printed as one line, exit status 2."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _sampler_names(text: str) -> list[str]:

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from optuna_nas.benchmarks._args import positive_int as _positive_int
+
 __all__ = ["CostRow", "add_parser", "format_rows", "run_darts_cost"]
 
 
@@ -155,16 +157,6 @@ def _weights(text: str) -> list[float]:
             f"expected comma-separated non-negative cost weights, e.g. 0,0.1,1; got {text!r}"
         )
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
