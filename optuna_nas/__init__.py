@@ -12,6 +12,7 @@ from optuna_nas import (
     spaces,
     supernet,
     text,
+    zero_cost,
 )
 from optuna_nas.asha import random_search_asha
 from optuna_nas.data import ImageData, load_cifar10, load_digits, load_image_folder
@@ -22,6 +23,7 @@ from optuna_nas.errors import (
     NonFiniteLossError,
     TableError,
     WorkerError,
+    ZeroCostError,
 )
 from optuna_nas.samplers import ControllerSampler
 from optuna_nas.spaces import Architecture, Decision, SearchSpace
@@ -49,6 +51,7 @@ __all__ = [
     "Supernet",
     "WeightSharingObjective",
     "WorkerError",
+    "ZeroCostError",
     "ImageData",
     "TableError",
     "autodeeplab",
@@ -70,4 +73,5 @@ __all__ = [
     "supernet",
     "text",
     "train",
+    "zero_cost",
 ]

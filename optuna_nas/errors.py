@@ -14,6 +14,7 @@ __all__ = [
     "NonFiniteLossError",
     "TableError",
     "WorkerError",
+    "ZeroCostError",
 ]
 
 
@@ -58,3 +59,7 @@ def _short_repr(value: object, limit: int = 80) -> str:
     if len(text) > limit:
         text = f"{text[: limit - 3]}... ({len(text):,} characters)"
     return text
+
+
+class ZeroCostError(NasError, ValueError):
+    """A zero-cost proxy cannot score a network: bad inputs, or a non-finite score."""
