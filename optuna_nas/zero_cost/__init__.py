@@ -12,5 +12,15 @@ https://arxiv.org/abs/2006.05467.
 from __future__ import annotations
 
 from optuna_nas.zero_cost._proxies import ZeroCostError, list_proxies, register_proxy, score
+from optuna_nas.zero_cost._pruner import PROXY_ATTR, SCORE_ATTR, ZeroCostPruner, report
 
-__all__ = ["ZeroCostError", "list_proxies", "register_proxy", "score"]
+__all__ = [
+    "PROXY_ATTR",
+    "SCORE_ATTR",
+    "ZeroCostError",
+    "ZeroCostPruner",
+    "list_proxies",
+    "register_proxy",
+    "report",
+    "score",
+]
