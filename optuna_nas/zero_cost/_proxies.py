@@ -330,13 +330,15 @@ def _synflow(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> f
     return _total((w.detach() * g).abs() for w, g in zip(weights, grads, strict=True))
 
 
+def _need_pairs(inputs: torch.Tensor, what: str) -> None:
+    # The proxies that compare the inputs of a batch with each other need two of them.
+    if inputs.shape[0] < 2:
+        raise ZeroCostError(f"{what} and needs at least 2 inputs, got {inputs.shape[0]}.")
+
+
 @register_proxy("jacob_cov")
 def _jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-    if inputs.shape[0] < 2:
-        raise ZeroCostError(
-            f"jacob_cov correlates the Jacobians of the inputs of a batch and needs at least "
-            f"2 inputs, got {inputs.shape[0]}."
-        )
+    _need_pairs(inputs, "jacob_cov correlates the Jacobians of the inputs of a batch")
     model.train()
     x = inputs.clone().requires_grad_(True)
     output = _forward(model, x, "jacob_cov")
@@ -364,11 +366,7 @@ def _jacob_cov(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) ->
 
 @register_proxy("naswot")
 def _naswot(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-    if inputs.shape[0] < 2:
-        raise ZeroCostError(
-            f"naswot compares the activation codes of the inputs of a batch and needs at "
-            f"least 2 inputs, got {inputs.shape[0]}."
-        )
+    _need_pairs(inputs, "naswot compares the activation codes of the inputs of a batch")
     model.train()
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if not relus:
