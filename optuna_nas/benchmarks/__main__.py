@@ -20,7 +20,15 @@ from typing import Any, Protocol
 import optuna
 import torch
 
-from optuna_nas.benchmarks import _asha, _darts, _darts_cost, _load, _overhead, _supernet
+from optuna_nas.benchmarks import (
+    _asha,
+    _darts,
+    _darts_cost,
+    _load,
+    _overhead,
+    _supernet,
+    _zero_cost,
+)
 from optuna_nas.benchmarks._args import positive_float as _positive_float
 from optuna_nas.benchmarks._args import positive_int as _positive_int
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
@@ -790,6 +798,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_supernet(subparsers)
     _add_darts(subparsers)
     _darts_cost.add_parser(subparsers)
+    _zero_cost.add_parsers(subparsers)
     _add_load(subparsers)
     return parser
 
