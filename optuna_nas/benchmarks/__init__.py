@@ -22,6 +22,14 @@ from optuna_nas.benchmarks._nasbench201_mo import (
     run_nasbench201_constrained,
     run_nasbench201_mo,
 )
+from optuna_nas.benchmarks._zero_cost import (
+    PROXY_TABLE_PATH,
+    ProxyTable,
+    TableScreen,
+    ZeroCostReport,
+    run_zero_cost,
+    write_proxy_table,
+)
 
 # The sampler registry lives with the samplers; these names stay here because the
 # benchmarks' public API has always offered them.
@@ -35,6 +43,12 @@ from optuna_nas.samplers import (
 )
 
 __all__ = [
+    "PROXY_TABLE_PATH",
+    "ProxyTable",
+    "TableScreen",
+    "ZeroCostReport",
+    "run_zero_cost",
+    "write_proxy_table",
     "CostRun",
     "CostSummary",
     "FrontScore",

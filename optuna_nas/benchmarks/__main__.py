@@ -29,6 +29,7 @@ from optuna_nas.benchmarks import (
     _supernet,
     _zero_cost,
 )
+from optuna_nas.benchmarks._args import non_negative_float as _non_negative_float
 from optuna_nas.benchmarks._args import positive_float as _positive_float
 from optuna_nas.benchmarks._args import positive_int as _positive_int
 from optuna_nas.benchmarks._fcnet import FCNetTable, run_fcnet
@@ -98,6 +99,16 @@ def _add_nasbench201(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         type=_positive_int,
         default=100,
         help="number of runs per sampler; run k uses seed k (default: 100)",
+    )
+    parser.add_argument(
+        "--screen-cost-s",
+        type=_non_negative_float,
+        default=1.0,
+        help=(
+            "simulated seconds charged per candidate that a screening sampler "
+            "(controller-synflow, controller-params, controller-flops) scores with a "
+            "zero-cost proxy, read from the package's proxy table (default: 1)"
+        ),
     )
     parser.add_argument(
         "--samplers",
@@ -274,7 +285,7 @@ def _run_nasbench201(args: argparse.Namespace) -> int:
         try:
             summaries = run_nasbench201_budgets(
                 table, name, seeds=args.seeds, budgets_s=budgets,
-                define_by_run=args.define_by_run,
+                define_by_run=args.define_by_run, screen_cost_s=args.screen_cost_s,
             )
         except ValueError as error:  # e.g. a budget below the cost of one evaluation
             if isinstance(error, NasError):
@@ -288,6 +299,7 @@ def _run_nasbench201(args: argparse.Namespace) -> int:
             "budget_s": budgets[-1] if len(budgets) == 1 else budgets,
             "seeds": args.seeds,
             "define_by_run": args.define_by_run,
+            "screen_cost_s": args.screen_cost_s,
             "std": "population (ddof=0); std_sample has ddof=1",
             "samplers": entries,
         }

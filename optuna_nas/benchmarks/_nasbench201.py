@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from optuna_nas.errors import ArchitectureError, TableError, _short_repr
+from optuna_nas.samplers._controller import PROPOSAL_KEY
 from optuna_nas.samplers._registry import make_sampler
 from optuna_nas.spaces import Architecture, NasBench201Space
 
@@ -349,10 +350,14 @@ class NasBench201Objective:
         cost: A cost column (``"latency_s"`` or ``"params_mb"``) to return as a second
             objective: each call then returns ``(search_valid_acc, cost)``, for a study
             with ``directions=["maximize", "minimize"]``.
+        screen_cost_s: Simulated seconds charged per candidate that a screening sampler
+            (``ControllerSampler(screen=...)``) scored with a zero-cost proxy before
+            proposing the trial's architecture (the count it stores with its proposal),
+            so that screening is not free: about one forward and backward pass on a GPU.
 
     Raises:
-        ValueError: The budget is not a positive finite number, or ``cost`` is not a
-            numeric column.
+        ValueError: The budget is not a positive finite number, ``cost`` is not a
+            numeric column, or ``screen_cost_s`` is negative.
     """
 
     def __init__(
@@ -363,7 +368,11 @@ class NasBench201Objective:
         space: NasBench201Space | None = None,
         define_by_run: bool = False,
         cost: str | None = None,
+        screen_cost_s: float = 1.0,
     ) -> None:
+        if not (math.isfinite(screen_cost_s) and screen_cost_s >= 0):
+            raise ValueError(f"screen_cost_s must be a number >= 0, got {screen_cost_s!r}.")
+        self.screen_cost_s = float(screen_cost_s)
         if not (math.isfinite(budget_s) and budget_s > 0):
             raise ValueError(f"budget_s must be a positive number, got {budget_s!r}.")
         if cost is not None and cost not in NUMERIC_COLUMNS:
@@ -416,12 +425,18 @@ class NasBench201Objective:
                 f"The table has no row for {str(arch)!r}; the objective needs a table of the "
                 "whole NAS-Bench-201 space."
             )
+        # A screening sampler (ControllerSampler(screen=...)) scored candidates with a
+        # zero-cost proxy before proposing this one: each costs screen_cost_s.
+        proposal = trial.study._storage.get_trial_system_attrs(trial._trial_id).get(
+            PROPOSAL_KEY)
+        screened = int(proposal.get("screened", 0)) if isinstance(proposal, dict) else 0
+        cost = row.search_cost_s + screened * self.screen_cost_s
         with self._lock:
-            over = self.exhausted or self.spent_s + row.search_cost_s > self.budget_s
+            over = self.exhausted or self.spent_s + cost > self.budget_s
             if over:
                 self.exhausted = True
             else:
-                self.spent_s += row.search_cost_s
+                self.spent_s += cost
                 self.evaluations += 1
                 spent = self.spent_s
                 self.history.append((spent, row))
@@ -434,7 +449,7 @@ class NasBench201Objective:
                 pass
             raise optuna.TrialPruned(
                 f"Budget of {self.budget_s:g} s exhausted: {str(arch)!r} costs "
-                f"{row.search_cost_s:g} s, {self.remaining_s:g} s are left."
+                f"{cost:g} s, {self.remaining_s:g} s are left."
             )
         trial.set_user_attr("arch", str(arch))
         trial.set_user_attr("final_test_acc", row.final_test_acc)
@@ -443,6 +458,8 @@ class NasBench201Objective:
         trial.set_user_attr("latency_s", row.latency_s)
         trial.set_user_attr("search_cost_s", row.search_cost_s)
         trial.set_user_attr("spent_s", spent)
+        if screened:
+            trial.set_user_attr("screen_cost_s", screened * self.screen_cost_s)
         if self.cost is not None:
             return row.search_valid_acc, float(getattr(row, self.cost))
         return row.search_valid_acc
@@ -605,6 +622,7 @@ def run_nasbench201_budgets(
     budgets_s: Sequence[float] = (12000.0,),
     *,
     define_by_run: bool = False,
+    screen_cost_s: float = 1.0,
 ) -> dict[float, NasBench201Summary]:
     """:func:`run_nasbench201` scored at several budgets from one search per seed.
 
@@ -627,7 +645,8 @@ def run_nasbench201_budgets(
     for seed in seed_list:
         made = make_sampler(sampler, seed, None if define_by_run else table.space)
         study = optuna.create_study(direction="maximize", sampler=made)
-        objective = NasBench201Objective(table, budgets[-1], define_by_run=define_by_run)
+        objective = NasBench201Objective(table, budgets[-1], define_by_run=define_by_run,
+                                         screen_cost_s=screen_cost_s)
         study.optimize(objective)
         for budget in budgets:
             best, evaluations, spent = objective.best_within(budget)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -21,16 +22,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from optuna.samplers import BaseSampler
 from torch import nn
 
 from optuna_nas.benchmarks._args import positive_int
 from optuna_nas.benchmarks._nasbench201 import NasBench201Table
 from optuna_nas.errors import TableError
+from optuna_nas.samplers._controller import ControllerSampler
+from optuna_nas.samplers._registry import register_sampler
 from optuna_nas.spaces import NasBench201Space
-from optuna_nas.zero_cost import list_proxies, score
-
-#: The proxies that need no images: the table holds them for every architecture.
-DATA_FREE_PROXIES = ("synflow", "params", "flops")
+from optuna_nas.spaces._base import Architecture, SearchSpace
+from optuna_nas.zero_cost import DATA_FREE_PROXIES, list_proxies, score
 
 #: The proxy table that ships with the package (all 15,625 architectures, seed 0).
 PROXY_TABLE_PATH = Path(__file__).with_name("nasbench201_proxies.csv")
@@ -263,6 +265,49 @@ def write_proxy_table(
             if progress is not None:
                 progress(len(finished) + written, total)
     return written
+
+
+class TableScreen:
+    """``screen(arch) -> float`` read from a proxy table: screening as a table look-up.
+
+    Args:
+        proxy: The table's column.
+        table: The proxy table; by default the one shipped with the package.
+    """
+
+    def __init__(self, proxy: str = "synflow", table: ProxyTable | None = None) -> None:
+        self.proxy = proxy
+        self._column = (table if table is not None else shipped_proxy_table()).column(proxy)
+
+    def __call__(self, arch: Architecture) -> float:
+        value = self._column.get(str(arch))
+        if value is None:
+            raise TableError(
+                f"The proxy table has no row for {str(arch)!r}; it covers the NAS-Bench-201 "
+                f"cell space only."
+            )
+        return value
+
+    def __repr__(self) -> str:
+        return f"TableScreen({self.proxy!r})"
+
+
+@functools.cache
+def shipped_proxy_table() -> ProxyTable:
+    """The package's proxy table, read once."""
+    return ProxyTable.load(PROXY_TABLE_PATH)
+
+
+def _screened_controller(proxy: str) -> Callable[[int, SearchSpace], BaseSampler]:
+    def factory(seed: int, space: SearchSpace) -> BaseSampler:
+        # The NAS-Bench-201 controller whose candidates the proxy table screens.
+        return ControllerSampler(space, seed=seed, screen=TableScreen(proxy))
+
+    return factory
+
+
+for _proxy in DATA_FREE_PROXIES:
+    register_sampler(f"controller-{_proxy}", _screened_controller(_proxy), overwrite=True)
 
 
 # ----------------------------------------------------------------------------------------

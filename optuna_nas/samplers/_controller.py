@@ -17,7 +17,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nas._constraints import CONSTRAINTS_KEY, constraint_values
-from optuna_nas.errors import ArchitectureError
+from optuna_nas.errors import ArchitectureError, ZeroCostError
 from optuna_nas.samplers._params import LearnedParams, ParamDecision, learn_conditions
 from optuna_nas.samplers._pareto import (
     chebyshev_scores,
@@ -26,7 +26,7 @@ from optuna_nas.samplers._pareto import (
     rank_scores,
 )
 from optuna_nas.samplers._policy import ControllerPolicy
-from optuna_nas.spaces._base import Choice, Decision, SearchSpace
+from optuna_nas.spaces._base import Architecture, Choice, Decision, SearchSpace
 
 PROPOSAL_KEY = "optuna_nas:controller:proposal"
 
@@ -41,6 +41,9 @@ ArchConstraints = Callable[[Mapping[str, Any]], Sequence[float]]
 _LONG_STUDY = 200
 
 Schedule = Callable[[int], Mapping[str, Choice]]
+
+#: ``screen(arch) -> score``, higher is better: a zero-cost proxy, say.
+Screen = Callable[[Architecture], float]
 
 
 class _Preset(enum.Enum):
@@ -125,6 +128,18 @@ class ControllerSampler(BaseSampler):
     ``cost_exponent``, or ``(alpha, beta)`` for a cost below and above the target (Tan et
     al. 2019: -0.07 both for a soft target; ``(0, -1)`` for a hard one).
 
+    **Zero-cost screening** (``screen``, a callable ``screen(arch) -> float``, higher is
+    better, e.g. :class:`optuna_nas.zero_cost.ProxyScreen`): scores candidates before one
+    is trained, as Abdelfattah et al.'s zero-cost warm-up and move proposal do. While the
+    study has fewer than ``n_startup_trials`` results, each proposal is the best by the
+    screen of ``screen_candidates`` fresh policy draws, instead of the first one; after
+    that, the screen re-ranks the surrogate's ``screen_top`` best candidates (0 by
+    default: the surrogate, fitted to real results, knows better). Scores are cached per
+    architecture, and the number of new screen calls of each proposal is stored with it
+    (the trial system attr ``optuna_nas:controller:proposal``, key ``"screened"``), so a
+    runner can charge what screening costs. A candidate the screen cannot score (a
+    :class:`~optuna_nas.errors.ZeroCostError`, or NaN) ranks last.
+
     Three configurations:
 
     * ``preset="nas-rl"`` is the paper: a 2-layer LSTM of 35 units, Adam at 6e-4, weights
@@ -147,7 +162,8 @@ class ControllerSampler(BaseSampler):
     https://arxiv.org/abs/1611.01578. ENAS' options (``tanh_constant``, ``temperature``,
     ``entropy_weight``): Pham et al. 2018, https://arxiv.org/abs/1802.03268. ParEGO:
     Knowles 2006, https://doi.org/10.1109/TEVC.2005.851274. MnasNet: Tan et al. 2019,
-    https://arxiv.org/abs/1807.11626.
+    https://arxiv.org/abs/1807.11626. Zero-cost screening: Abdelfattah et al., ICLR 2021,
+    https://arxiv.org/abs/2101.08134.
 
     Args:
         space: The search space whose params the controller samples, or ``None`` to learn
@@ -207,6 +223,10 @@ class ControllerSampler(BaseSampler):
         cost_exponent: ``reward="mnasnet"``: ``w``, or ``(alpha, beta)`` below and above
             the target.
         cost_attr: ``reward="mnasnet"``: the trial user attr holding the cost.
+        screen: ``screen(arch) -> float`` scoring an :class:`~optuna_nas.spaces.Architecture`
+            of ``space`` before it is proposed (needs a space).
+        screen_candidates: Policy draws screened per proposal in the startup phase.
+        screen_top: The surrogate's best candidates re-ranked by the screen afterwards.
     """
 
     def __init__(
@@ -247,6 +267,9 @@ class ControllerSampler(BaseSampler):
         cost_target: float | None = None,
         cost_exponent: float | tuple[float, float] = -0.07,
         cost_attr: str = "latency_s",
+        screen: Screen | None = None,
+        screen_candidates: int = 10,
+        screen_top: int = 0,
     ) -> None:
         if space is not None and not isinstance(space, SearchSpace):
             raise TypeError(
@@ -332,6 +355,18 @@ class ControllerSampler(BaseSampler):
                 raise TypeError(f"{name} must be callable, got {function!r}.")
         self.constraints_func = constraints_func
         self.arch_constraints = arch_constraints
+        if screen is not None and (space is None or not callable(screen)):
+            raise TypeError(
+                "screen scores architectures of the sampler's space: give a callable "
+                "screen(arch) -> float and a space (e.g. screen=zero_cost.ProxyScreen(space)), "
+                f"got screen={screen!r} and space={space!r}."
+            )
+        for name, count in (("screen_candidates", screen_candidates), ("screen_top", screen_top)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {count!r}.")
+        self.screen = screen
+        self.screen_candidates = screen_candidates
+        self.screen_top = screen_top
         self.cost_attr = cost_attr
         exponents = cost_exponent if isinstance(cost_exponent, tuple) else (cost_exponent,) * 2
         if len(exponents) != 2 or not all(
@@ -415,6 +450,8 @@ class ControllerSampler(BaseSampler):
         self._proposals: dict[int, dict[str, Choice]] = {}
         self._feasible_cache: dict[tuple[tuple[str, Any], ...], bool] = {}
         self._weights: np.ndarray | None = None
+        self._screen_cache: dict[tuple[int, ...], float] = {}
+        self._screened = 0  # the screen's calls for the proposal being made
 
     # ---- Optuna's sampler interface -------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -567,12 +604,13 @@ class ControllerSampler(BaseSampler):
                 values = dict(stored.get("values", {}))
             else:
                 self._learn(study)
+                self._screened = 0
                 values, log_prob = self._propose(study, trial)
-                study._storage.set_trial_system_attr(
-                    trial._trial_id,
-                    PROPOSAL_KEY,
-                    {"values": values, "log_prob": log_prob},
-                )
+                stored = {"values": values, "log_prob": log_prob}
+                if self.screen is not None:
+                    # What the screening cost: a runner can charge it to the budget.
+                    stored["screened"] = self._screened
+                study._storage.set_trial_system_attr(trial._trial_id, PROPOSAL_KEY, stored)
             self._proposals[trial._trial_id] = values
             return values
 
@@ -621,6 +659,12 @@ class ControllerSampler(BaseSampler):
             # candidates finds the same proposals, at a quarter of the cost per trial.
             n = max(1, n // 4)
         n = max(n, 8) if self.avoid_duplicates else n
+        # Screened candidates: in the startup phase, the best by the screen of
+        # screen_candidates policy draws (a zero-cost warm-up); afterwards the screen
+        # re-ranks the surrogate's screen_top best.
+        n_screen = 0 if self.screen is None else (
+            self.screen_top if screening else self.screen_candidates)
+        n = max(n, n_screen)
         seen = self._seen(study) if self.avoid_duplicates else set()
         if long_study:
             # A long study updates its policy every len/50 results; in between, the
@@ -642,10 +686,11 @@ class ControllerSampler(BaseSampler):
                         (tuple(r), lp) for r, lp in zip(rows, log_prob.tolist(), strict=True)
                     ]
                     fresh = [(row, lp) for row, lp in self._pool if row not in seen] or self._pool
-                ranked: Sequence[int] = range(len(fresh))
+                ranked: list[int] = list(range(len(fresh)))
                 if screening:
                     predicted = self._surrogate_scores([list(row) for row, _ in fresh])
                     ranked = sorted(ranked, key=lambda i: -predicted[i])
+                ranked = self._screen_order([row for row, _ in fresh], ranked, n_screen)
                 for pick in ranked:
                     values = self._values(fresh[pick][0])
                     if self._feasible(values):
@@ -659,6 +704,7 @@ class ControllerSampler(BaseSampler):
             if screening:
                 predicted = self._surrogate_scores(rows)
                 order.sort(key=lambda b: -predicted[b])
+            order = self._screen_order(rows, order, n_screen)
             if round_ == _FEASIBLE_ROUNDS - 1:
                 # The last round takes a feasible architecture the study holds over none.
                 held = set(order)
@@ -668,6 +714,35 @@ class ControllerSampler(BaseSampler):
                 if self._feasible(values):
                     return values, float(log_prob[best])
         raise self._infeasible(forced)
+
+    def _screen_order(
+        self, rows: Sequence[Sequence[int]], order: list[int], k: int
+    ) -> list[int]:
+        # The first k candidates of order, re-ranked by the screen (stable on ties).
+        if self.screen is None or k <= 0:
+            return order
+        head = order[:k]
+        scores = {b: self._screen_score(rows[b]) for b in head}
+        return sorted(head, key=lambda b: -scores[b]) + order[k:]
+
+    def _screen_score(self, row: Sequence[int]) -> float:
+        assert self.screen is not None and self._space is not None
+        key = tuple(row[: len(self._arch)])
+        cached = self._screen_cache.get(key)
+        if cached is not None:
+            return cached
+        arch = self._space.from_values({
+            d.name: d.choices[i] for d, i in zip(self._arch, key, strict=True) if i >= 0
+        })
+        self._screened += 1
+        try:
+            value = float(self.screen(arch))
+        except ZeroCostError:
+            value = -math.inf  # A network the proxy cannot score ranks last.
+        if math.isnan(value):
+            value = -math.inf
+        self._screen_cache[key] = value
+        return value
 
     def _infeasible(self, forced: Mapping[int, int]) -> ArchitectureError:
         fixed = (

@@ -11,11 +11,20 @@ https://arxiv.org/abs/2006.05467.
 
 from __future__ import annotations
 
-from optuna_nas.zero_cost._proxies import ZeroCostError, list_proxies, register_proxy, score
+from optuna_nas.zero_cost._proxies import (
+    DATA_FREE_PROXIES,
+    ZeroCostError,
+    list_proxies,
+    register_proxy,
+    score,
+)
 from optuna_nas.zero_cost._pruner import PROXY_ATTR, SCORE_ATTR, ZeroCostPruner, report
+from optuna_nas.zero_cost._screen import ProxyScreen
 
 __all__ = [
+    "DATA_FREE_PROXIES",
     "PROXY_ATTR",
+    "ProxyScreen",
     "SCORE_ATTR",
     "ZeroCostError",
     "ZeroCostPruner",

@@ -32,7 +32,10 @@ from torch import nn
 from optuna_nas.errors import ZeroCostError, _short_repr
 from optuna_nas.training import count_flops, count_parameters
 
-__all__ = ["ZeroCostError", "list_proxies", "register_proxy", "score"]
+__all__ = ["DATA_FREE_PROXIES", "ZeroCostError", "list_proxies", "register_proxy", "score"]
+
+#: The proxies that read no data, only the sample shape of ``inputs``.
+DATA_FREE_PROXIES = ("synflow", "params", "flops")
 
 #: A proxy: ``proxy(model, inputs, targets) -> float`` on a private copy of the model, with
 #: ``inputs`` and ``targets`` already on the model's device.
