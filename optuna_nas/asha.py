@@ -29,6 +29,7 @@ from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
 from optuna_nas.spaces import Architecture, SearchSpace
 from optuna_nas.training import _COST_ATTRS, _DEFAULT_COSTS, evaluate, seed_everything, train
+from optuna_nas.zero_cost import ZeroCostPruner, list_proxies, report
 
 __all__ = [
     "CONSTRAINTS_ATTR",
@@ -284,6 +285,9 @@ def random_search_asha(
     show_progress_bar: bool = False,
     objectives: Sequence[str] = ("accuracy",),
     arch_constraints: ArchConstraints | None = None,
+    zero_cost: str | None = None,
+    zero_cost_percentile: float = 25.0,
+    zero_cost_startup_trials: int = 5,
 ) -> optuna.Study:
     """Random search over a space, every architecture trained from scratch, pruned by ASHA.
 
@@ -330,6 +334,15 @@ def random_search_asha(
     (``trial.constraints``). After :data:`MAX_CONSTRAINT_ATTEMPTS` rejections in a row the
     constraints look infeasible and a ValueError says so.
 
+    Pruning at initialisation: with ``zero_cost="synflow"`` (or another proxy of
+    :func:`optuna_nas.zero_cost.list_proxies`) each trial scores its untrained network on
+    one minibatch (the first ``batch_size`` training images) with
+    :func:`optuna_nas.zero_cost.report`, and the study's pruner is a
+    :class:`~optuna_nas.zero_cost.ZeroCostPruner` wrapping ASHA (or no pruner): once
+    ``zero_cost_startup_trials`` trials completed, a trial whose score is below the
+    ``zero_cost_percentile`` of the earlier trials' is pruned before its first epoch
+    (``epochs`` = 0).
+
     Args:
         space: The search space.
         data: The splits: trained on ``data.train``, reported and selected on
@@ -360,6 +373,9 @@ def random_search_asha(
         arch_constraints: ``arch_constraints(params) -> sequence of floats``; only
             architectures whose values are all <= 0 are drawn. ``None``: every
             architecture.
+        zero_cost: A zero-cost proxy that prunes trials before training, or ``None``.
+        zero_cost_percentile: ``ZeroCostPruner``'s percentile.
+        zero_cost_startup_trials: ``ZeroCostPruner``'s ``n_startup_trials``.
 
     Returns:
         The finished study. Its best trial (``study.best_trial``) is the best by
@@ -392,6 +408,9 @@ def random_search_asha(
         train_options=dict(train_options or {}),
         objectives=_check_objectives(objectives, "random_search_asha"),
         arch_constraints=arch_constraints,
+        zero_cost=zero_cost,
+        zero_cost_percentile=zero_cost_percentile,
+        zero_cost_startup_trials=zero_cost_startup_trials,
     )
     study = recipe.create_study(storage, study_name)
     study.optimize(
@@ -423,8 +442,16 @@ class _Recipe:
     train_options: dict[str, Any]
     objectives: tuple[str, ...] = ("accuracy",)
     arch_constraints: ArchConstraints | None = None
+    zero_cost: str | None = None
+    zero_cost_percentile: float = 25.0
+    zero_cost_startup_trials: int = 5
 
     def __post_init__(self) -> None:
+        if self.zero_cost is not None and self.zero_cost not in list_proxies():
+            raise ValueError(
+                f"zero_cost must be a zero-cost proxy ({', '.join(list_proxies())}) or None, "
+                f"got {self.zero_cost!r}."
+            )
         _check_int("n_trials", self.n_trials, 1)
         _check_int("max_epochs", self.max_epochs, 1)
         _check_int("min_resource", self.min_resource, 1)
@@ -474,6 +501,10 @@ class _Recipe:
             if self.asha
             else optuna.pruners.NopPruner()
         )
+        if self.zero_cost is not None:
+            pruner = ZeroCostPruner(percentile=self.zero_cost_percentile,
+                                    n_startup_trials=self.zero_cost_startup_trials,
+                                    wrapped=pruner)
         try:
             study = optuna.create_study(
                 storage=storage,
@@ -499,7 +530,11 @@ class _Recipe:
             "seed": self.seed,
             "sampler": "RandomSampler",
             "sampler_seed": self.seed,
-            "pruner": "SuccessiveHalvingPruner" if self.asha else "NopPruner",
+            "pruner": ("ZeroCostPruner+" if self.zero_cost else "")
+            + ("SuccessiveHalvingPruner" if self.asha else "NopPruner"),
+            "zero_cost": self.zero_cost,
+            "zero_cost_percentile": self.zero_cost_percentile,
+            "zero_cost_startup_trials": self.zero_cost_startup_trials,
             "asha": self.asha,
             "n_trials": self.n_trials,
             "max_epochs": self.max_epochs,
@@ -552,6 +587,12 @@ class _Recipe:
         try:
             seed_everything(number_seed)
             model = self.space.build(arch, **self.network_options)
+            if self.zero_cost is not None:
+                batch = _first_images(self.data, self.batch_size)
+                report(trial, model, batch, proxy=self.zero_cost, seed=number_seed)
+                if trial.should_prune():  # Below the percentile: pruned before training.
+                    raise optuna.TrialPruned(f"{self.zero_cost} score below the "
+                                             f"{self.zero_cost_percentile:g}th percentile")
             accuracy = train(
                 model,
                 self.data,
@@ -569,6 +610,12 @@ class _Recipe:
         finally:
             trial.set_user_attr("epochs", _epochs_reported(trial) + int(diverged))
         return model, accuracy
+
+
+def _first_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    count = min(n, len(data.train))  # type: ignore[arg-type]
+    pairs = [data.train[i] for i in range(count)]
+    return torch.stack([p[0] for p in pairs]), torch.tensor([int(p[1]) for p in pairs])
 
 
 def total_epochs(study: optuna.Study | Sequence[FrozenTrial]) -> int:

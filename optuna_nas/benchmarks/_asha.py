@@ -26,6 +26,7 @@ from optuna_nas.spaces import NasBench201Space
 
 __all__ = [
     "ARMS",
+    "ZERO_COST_ARM",
     "DEFAULT_MAX_EPOCHS",
     "DEFAULT_TRIALS",
     "NETWORK_OPTIONS",
@@ -38,6 +39,9 @@ __all__ = [
 
 ARMS: tuple[str, ...] = ("asha", "full")
 """The two arms: ASHA pruning, and every trial at full budget."""
+
+ZERO_COST_ARM = "zero-cost-asha"
+"""ASHA behind a zero-cost pruner, which stops low-scoring trials before their first epoch."""
 
 DEFAULT_TRIALS = 24
 """Trials per arm and seed."""
@@ -246,11 +250,16 @@ def run_asha_arm(
     min_resource: int = 1,
     reduction_factor: int = 4,
     network_options: Mapping[str, Any] = NETWORK_OPTIONS,
+    zero_cost: str = "synflow",
+    zero_cost_percentile: float = 25.0,
+    zero_cost_startup_trials: int = 5,
 ) -> AshaRun:
     """Run one arm's search with one seed on the NAS-Bench-201 space, on the CPU.
 
     Args:
-        arm: ``"asha"`` or ``"full"``.
+        arm: ``"asha"``, ``"full"``, or ``"zero-cost-asha"``: ASHA wrapped in a
+            :class:`~optuna_nas.zero_cost.ZeroCostPruner` that prunes at initialisation
+            by the proxy ``zero_cost``.
         seed: The search's seed.
         data: The splits; the test split is required.
         n_trials: Trials of the search.
@@ -258,14 +267,17 @@ def run_asha_arm(
         min_resource: ASHA's minimum resource (epochs).
         reduction_factor: ASHA's reduction factor.
         network_options: Options of ``NasBench201Space.build``.
+        zero_cost: The ``zero-cost-asha`` arm's proxy.
+        zero_cost_percentile: Its pruner's percentile.
+        zero_cost_startup_trials: Its pruner's ``n_startup_trials``.
 
     Raises:
         ValueError: The arm is unknown, an argument is out of range, or the data has no
             test split.
         NasError: No trial ran every epoch.
     """
-    if arm not in ARMS:
-        raise ValueError(f"Unknown arm {arm!r}; choose one of {list(ARMS)}.")
+    if arm not in (*ARMS, ZERO_COST_ARM):
+        raise ValueError(f"Unknown arm {arm!r}; choose one of {[*ARMS, ZERO_COST_ARM]}.")
     if data.test is None:
         raise ValueError(f"The {data.name} data has no test split; the benchmark scores on it.")
     start = time.perf_counter()
@@ -274,12 +286,15 @@ def run_asha_arm(
         data,
         n_trials=n_trials,
         max_epochs=max_epochs,
-        asha=arm == "asha",
+        asha=arm != "full",
         min_resource=min_resource,
         reduction_factor=reduction_factor,
         seed=seed,
         network_options=network_options,
         device=DEVICE,
+        zero_cost=zero_cost if arm == ZERO_COST_ARM else None,
+        zero_cost_percentile=zero_cost_percentile,
+        zero_cost_startup_trials=zero_cost_startup_trials,
     )
     wall_s = time.perf_counter() - start
     trials = study.get_trials(deepcopy=False)
