@@ -135,6 +135,7 @@ def test_same_seed_gives_the_same_search(data: ImageData, asha_study: optuna.Stu
         ({"lr": float("nan")}, "lr must be a positive finite number"),
         ({"min_resource": 3}, r"min_resource \(3\) must be below max_epochs \(3\)"),
         ({"train_options": {"epochs": 9}}, r"train_options may not set \['epochs'\]"),
+        ({"zero_cost": "bogus"}, "zero_cost must be a zero-cost proxy"),
     ],
 )
 def test_bad_arguments_raise_before_training(
@@ -164,3 +165,25 @@ def test_train_options_reach_the_training(data: ImageData) -> None:
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["epochs"] >= 1
     assert study.user_attrs["train_options"] == {"grad_clip": None}
+
+
+def test_zero_cost_pruner_stops_low_scores_before_the_first_epoch(
+    data: ImageData, asha_study: optuna.Study
+) -> None:
+    study = search(data, n_trials=10, zero_cost="params", zero_cost_percentile=50.0,
+                   zero_cost_startup_trials=3)
+    assert isinstance(study.pruner, optuna_nas.zero_cost.ZeroCostPruner)
+    assert isinstance(study.pruner.wrapped, optuna.pruners.SuccessiveHalvingPruner)
+    assert study.user_attrs["pruner"] == "ZeroCostPruner+SuccessiveHalvingPruner"
+    trials = study.get_trials(deepcopy=False)
+    at_init = [t for t in trials if t.state == TrialState.PRUNED and t.user_attrs["epochs"] == 0]
+    assert at_init, "some trial below the median parameter count is pruned at initialisation"
+    for trial in at_init:
+        assert not trial.intermediate_values
+        earlier = [t.user_attrs["zero_cost_score"] for t in trials if t.number != trial.number]
+        assert trial.user_attrs["zero_cost_score"] < sorted(earlier)[-1]
+    # No trial is pruned at initialisation before three trials finished.
+    assert all(t.number >= 3 for t in at_init)
+    assert total_epochs(study) < total_epochs(
+        search(data, n_trials=10, zero_cost=None)
+    )

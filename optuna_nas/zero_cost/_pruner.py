@@ -75,7 +75,8 @@ class ZeroCostPruner(BasePruner):
 
     Args:
         percentile: Prune below this percentile of the earlier scores, in [0, 100].
-        n_startup_trials: Prune nothing until this many trials have COMPLETED.
+        n_startup_trials: Prune nothing at initialisation until this many trials have
+            finished (COMPLETE or PRUNED).
         n_min_trials: Prune nothing until this many other trials have a score.
         wrapped: The pruner that decides once the trial reports epochs; none prunes there
             if not given.
@@ -110,8 +111,10 @@ class ZeroCostPruner(BasePruner):
             return False  # no zero-cost score reported: nothing to judge at initialisation
         proxy = trial.user_attrs.get(PROXY_ATTR)
         trials = study._get_trials(deepcopy=False, use_cache=True)
-        complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        if complete < self.n_startup_trials:
+        # Finished trials, pruned ones included: behind ASHA most trials end pruned, and
+        # the scores of the startup trials are what the percentile needs.
+        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+        if finished < self.n_startup_trials:
             return False
         earlier = [
             float(t.user_attrs[SCORE_ATTR])
