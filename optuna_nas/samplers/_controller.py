@@ -746,9 +746,7 @@ class ControllerSampler(BaseSampler):
 
     def _infeasible(self, forced: Mapping[int, int]) -> ArchitectureError:
         fixed = (
-            " with the fixed params "
-            + ", ".join(f"{self._decisions[d].name}={self._decisions[d].choices[i]!r}"
-                        for d, i in forced.items())
+            " with the fixed params " + ", ".join(self._describe(d, i) for d, i in forced.items())
             if forced else ""
         )
         return ArchitectureError(
@@ -757,6 +755,15 @@ class ControllerSampler(BaseSampler):
             "arch_constraints returns values <= 0 for the architectures you want (feasible "
             "where all values are <= 0), or relax its limits."
         )
+
+    def _describe(self, position: int, index: int) -> str:
+        # "name=value" of a choice: a space's value, or a learned param's value or bin.
+        if position < len(self._arch):
+            decision = self._decisions[position]
+            return f"{decision.name}={decision.choices[index]!r}"
+        learned = self._params.decisions[position - len(self._arch)]
+        shown = learned.describe(index)
+        return f"{learned.param}{' ' if shown.startswith('in [') else '='}{shown}"
 
     def _draw(
         self, n: int, forced: Mapping[int, int], screening: bool, seen: set[tuple[int, ...]]

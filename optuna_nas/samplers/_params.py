@@ -93,6 +93,23 @@ class ParamDecision:
         position = (_scaled(dist, value) - low) / (high - low) * self.size
         return min(self.size - 1, max(0, math.floor(position)))
 
+    def describe(self, index: int) -> str:
+        """A choice as a message shows it: the value, or the bin's range."""
+        dist = self.distribution
+        if isinstance(dist, CategoricalDistribution):
+            return repr(dist.choices[index])
+        assert isinstance(dist, IntDistribution | FloatDistribution)
+        if self.grid:
+            low = dist.low + index * _step(dist)
+            return repr(int(round(low)) if isinstance(dist, IntDistribution) else low)
+        if self.points:
+            first, last = self.points[index]
+            return f"in [{dist.low + first * _step(dist):g}, {dist.low + last * _step(dist):g}]"
+        low, high = _scaled(dist, dist.low), _scaled(dist, dist.high)
+        edges = [low + k / self.size * (high - low) for k in (index, index + 1)]
+        a, b = (math.exp(e) if dist.log else e for e in edges)
+        return f"in [{a:.4g}, {b:.4g}]"
+
     def value(self, index: int, generator: torch.Generator) -> Any:
         """A value of the param in choice ``index``: the choice itself, or a value drawn
         inside the bin (uniformly on the distribution's scale, or among its grid points)."""

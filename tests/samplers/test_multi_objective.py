@@ -142,6 +142,19 @@ def test_impossible_arch_constraints_get_a_clear_error() -> None:
         study.optimize(lambda t: _total(SCORE, SPACE.to_params(SPACE.suggest(t))), n_trials=1)
 
 
+def test_the_impossible_message_shows_learned_params_as_values() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        return trial.suggest_float("lr", 1e-4, 1.0, log=True) + trial.suggest_int("n", 1, 4)
+
+    study = optuna.create_study(direction="maximize")
+    study.optimize(objective, n_trials=3)
+    study.sampler = ControllerSampler(seed=0, arch_constraints=lambda params: [1.0])
+    study.enqueue_trial({"n": 3})  # the controller proposes lr, with n fixed
+    with pytest.raises(ArchitectureError) as raised:
+        study.optimize(objective, n_trials=1)
+    assert "with the fixed params n=3:" in str(raised.value), str(raised.value)
+
+
 @pytest.mark.parametrize(
     "output, match",
     [("0", "returned a str"), ([math.nan], "not finite"), (["a"], "not a number"),

@@ -96,3 +96,15 @@ def test_conditions_are_learned_from_the_rows() -> None:
     kernel = found[1]
     assert kernel is not None
     assert kernel({"op": "conv"}) and not kernel({"op": "pool"}) and not kernel({})
+
+
+def test_describe_shows_values_and_bins() -> None:
+    categorical = ParamDecision.of("op", "op", CategoricalDistribution(["a", "b"]))
+    assert categorical.describe(1) == "'b'"
+    grid = ParamDecision.of("n", "n", IntDistribution(2, 8, step=2))
+    assert [grid.describe(i) for i in range(grid.size)] == ["2", "4", "6", "8"]
+    binned = ParamDecision.of("lr", "lr", FloatDistribution(1e-4, 1.0, log=True))
+    assert binned.describe(0) == "in [0.0001, 0.0001778]"
+    assert binned.describe(binned.size - 1).endswith(", 1]")
+    wide = ParamDecision.of("k", "k", IntDistribution(0, 1000))
+    assert wide.describe(0).startswith("in [0, ")
