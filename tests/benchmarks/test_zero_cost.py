@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -235,3 +236,30 @@ def test_objective_charges_each_screened_candidate(table: NasBench201Table) -> N
     assert free.spent_s == pytest.approx(search)
     with pytest.raises(ValueError, match="screen_cost_s"):
         NasBench201Objective(table, screen_cost_s=-1.0)
+
+
+def test_table_command_writes_and_resumes(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    small = tmp_path / "small.csv"
+    lines = NASBENCH201_TABLE.read_text().splitlines()[:4]
+    small.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "proxies.csv"
+    args = ["zero-cost-table", "--table", str(small), "--out", str(out)]
+    assert main([*args, "--limit", "2"]) == 0
+    assert "2 rows written now, 2 of 3 in all" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "1 rows written now, 3 of 3 in all" in capsys.readouterr().out
+    assert main([*args, "--seed", "1"]) == 2
+    assert "pass --seed 0" in capsys.readouterr().err
+
+
+def test_zero_cost_asha_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "asha.json"
+    assert main(["zero-cost-asha", "--seeds", "1", "--trials", "6", "--max-epochs", "2",
+                 "--startup-trials", "2", "--percentile", "50", "--proxy", "params",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "seed 0 asha:" in printed and "seed 0 zero-cost-asha:" in printed
+    document = json.loads(out.read_text())
+    assert document["epoch_ratio"] < 1.0
+    assert set(document["arms"]) == {"asha", "zero-cost-asha"}
