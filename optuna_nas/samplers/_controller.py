@@ -133,8 +133,9 @@ class ControllerSampler(BaseSampler):
     is trained, as Abdelfattah et al.'s zero-cost warm-up and move proposal do. While the
     study has fewer than ``n_startup_trials`` results, each proposal is the best by the
     screen of ``screen_candidates`` fresh policy draws, instead of the first one; after
-    that, the screen re-ranks the surrogate's ``screen_top`` best candidates (0 by
-    default: the surrogate, fitted to real results, knows better). Scores are cached per
+    that, the screen re-ranks the first ``screen_top`` candidates: the surrogate's best
+    (0 by default: the surrogate, fitted to real results, knows better), or, in a preset
+    without a surrogate (``n_candidates=1``), the policy's draws. Scores are cached per
     architecture, and the number of new screen calls of each proposal is stored with it
     (the trial system attr ``optuna_nas:controller:proposal``, key ``"screened"``), so a
     runner can charge what screening costs. A candidate the screen cannot score (a
@@ -226,7 +227,7 @@ class ControllerSampler(BaseSampler):
         screen: ``screen(arch) -> float`` scoring an :class:`~optuna_nas.spaces.Architecture`
             of ``space`` before it is proposed (needs a space).
         screen_candidates: Policy draws screened per proposal in the startup phase.
-        screen_top: The surrogate's best candidates re-ranked by the screen afterwards.
+        screen_top: Candidates re-ranked by the screen after the startup phase.
     """
 
     def __init__(
@@ -661,9 +662,10 @@ class ControllerSampler(BaseSampler):
         n = max(n, 8) if self.avoid_duplicates else n
         # Screened candidates: in the startup phase, the best by the screen of
         # screen_candidates policy draws (a zero-cost warm-up); afterwards the screen
-        # re-ranks the surrogate's screen_top best.
+        # re-ranks the first screen_top candidates (the surrogate's best, if it ranks).
+        warm_up = len(self._samples) < self.n_startup_trials
         n_screen = 0 if self.screen is None else (
-            self.screen_top if screening else self.screen_candidates)
+            self.screen_candidates if warm_up else self.screen_top)
         n = max(n, n_screen)
         seen = self._seen(study) if self.avoid_duplicates else set()
         if long_study:

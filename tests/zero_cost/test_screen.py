@@ -134,3 +134,13 @@ def test_screen_needs_a_space_and_sane_counts() -> None:
         ControllerSampler(SPACE, screen=_convs, screen_top=-1)
     with pytest.raises(ValueError, match="screen_candidates"):
         ControllerSampler(SPACE, screen=_convs, screen_candidates=1.5)  # type: ignore[arg-type]
+
+
+def test_a_preset_without_surrogate_screens_its_draws() -> None:
+    sampler = ControllerSampler(SPACE, seed=0, preset="nas-rl", screen=_convs,
+                                screen_candidates=6, screen_top=3, n_startup_trials=2)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(_objective, n_trials=5)
+    counts = [t.system_attrs[PROPOSAL_KEY]["screened"] for t in study.trials]
+    assert all(0 < c <= 6 for c in counts[:2])
+    assert all(c <= 3 for c in counts[2:]) and sum(counts[2:]) > 0
