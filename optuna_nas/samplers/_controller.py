@@ -54,6 +54,24 @@ class _Preset(enum.Enum):
 _PRESET = _Preset.VALUE
 
 
+def _standing(
+    history: Sequence[float], rows: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Screen scores as their standing among the history's (the fraction below, ties
+    # halved), standardised over the history: only the screen's order matters.
+    ranked = np.sort(np.asarray(history, dtype=np.float64))
+
+    def cdf(values: Sequence[float]) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        low = np.searchsorted(ranked, v, side="left")
+        high = np.searchsorted(ranked, v, side="right")
+        return (low + high) / (2.0 * max(1, len(ranked)))
+
+    h, r = cdf(history), cdf(rows)
+    mean, std = h.mean(), h.std() + 1e-12
+    return torch.from_numpy((h - mean) / std), torch.from_numpy((r - mean) / std)
+
+
 def _fresh_seed() -> int:
     return int(np.random.default_rng().integers(2**63))
 
@@ -692,7 +710,8 @@ class ControllerSampler(BaseSampler):
                 if screening:
                     predicted = self._surrogate_scores([list(row) for row, _ in fresh])
                     ranked = sorted(ranked, key=lambda i: -predicted[i])
-                ranked = self._screen_order([row for row, _ in fresh], ranked, n_screen)
+                ranked = self._screen_order([row for row, _ in fresh], ranked, n_screen,
+                                            warm_up=warm_up)
                 for pick in ranked:
                     values = self._values(fresh[pick][0])
                     if self._feasible(values):
@@ -706,7 +725,7 @@ class ControllerSampler(BaseSampler):
             if screening:
                 predicted = self._surrogate_scores(rows)
                 order.sort(key=lambda b: -predicted[b])
-            order = self._screen_order(rows, order, n_screen)
+            order = self._screen_order(rows, order, n_screen, warm_up=warm_up)
             if round_ == _FEASIBLE_ROUNDS - 1:
                 # The last round takes a feasible architecture the study holds over none.
                 held = set(order)
@@ -718,14 +737,18 @@ class ControllerSampler(BaseSampler):
         raise self._infeasible(forced)
 
     def _screen_order(
-        self, rows: Sequence[Sequence[int]], order: list[int], k: int
+        self, rows: Sequence[Sequence[int]], order: list[int], k: int, *, warm_up: bool
     ) -> list[int]:
-        # The first k candidates of order, re-ranked by the screen (stable on ties).
+        # The first k candidates of order, re-ranked (stable on ties): in the warm-up by
+        # the screen, afterwards by the surrogate with the screen as its prior mean.
         if self.screen is None or k <= 0:
             return order
         head = order[:k]
-        scores = {b: self._screen_score(rows[b]) for b in head}
-        return sorted(head, key=lambda b: -scores[b]) + order[k:]
+        scores = [self._screen_score(rows[b]) for b in head]
+        if not warm_up and self._samples:
+            scores = self._surrogate_scores([rows[b] for b in head], screened=scores)
+        ranking = dict(zip(head, scores, strict=True))
+        return sorted(head, key=lambda b: -ranking[b]) + order[k:]
 
     def _screen_score(self, row: Sequence[int]) -> float:
         assert self.screen is not None and self._space is not None
@@ -865,10 +888,14 @@ class ControllerSampler(BaseSampler):
                 seen.add(self._values_row(stored.get("values", {})))
         return seen
 
-    def _surrogate_scores(self, rows: Sequence[Sequence[int]]) -> list[float]:
+    def _surrogate_scores(
+        self, rows: Sequence[Sequence[int]], screened: Sequence[float] | None = None
+    ) -> list[float]:
         # Kernel ridge regression on past rewards. The kernel (1 + m / D)^3, m the number of
         # decisions two architectures share, covers interactions of up to three decisions
-        # in any space without building their features.
+        # in any space without building their features. With the candidates' screen
+        # scores, the model's prior mean is linear in the screen's standing (fitted to the
+        # results, never negative), and the kernel model fits what the screen misses.
         recent = self._samples[-self.history :]
         history = torch.tensor([s.choices for s in recent], dtype=torch.long)
         y = torch.tensor(self._rewards(recent, self._weights), dtype=torch.float64)
@@ -877,6 +904,13 @@ class ControllerSampler(BaseSampler):
             # the large gaps at the bottom.
             y = y.argsort().argsort().double() / max(1, len(recent) - 1)
         y = (y - y.mean()) / (y.std(unbiased=False) + 1e-12)
+        slope, z_rows = 0.0, torch.zeros(len(rows), dtype=torch.float64)
+        if screened is not None:
+            z_history, z_rows = _standing(
+                [self._screen_score(s.choices) for s in recent], screened
+            )
+            slope = max(0.0, float(z_history @ y) / (float(z_history @ z_history) + 1.0))
+            y = y - slope * z_history
         width = max(1, len(self._decisions))
         h = self._one_hot(history)
 
@@ -889,7 +923,7 @@ class ControllerSampler(BaseSampler):
         alpha = torch.linalg.solve(gram, y)
         candidates = self._one_hot(torch.tensor(rows, dtype=torch.long))
         cross = kernel(candidates)
-        mean = cross @ alpha
+        mean = cross @ alpha + slope * z_rows
         if self.exploration > 0.0:
             # Upper confidence bound: the kernel model's posterior standard deviation.
             prior = (1.0 + (candidates * candidates).sum(dim=1) / width) ** 3
