@@ -151,9 +151,11 @@ class ControllerSampler(BaseSampler):
     is trained, as Abdelfattah et al.'s zero-cost warm-up and move proposal do. While the
     study has fewer than ``n_startup_trials`` results, each proposal is the best by the
     screen of ``screen_candidates`` fresh policy draws, instead of the first one; after
-    that, the screen re-ranks the first ``screen_top`` candidates: the surrogate's best
-    (0 by default: the surrogate, fitted to real results, knows better), or, in a preset
-    without a surrogate (``n_candidates=1``), the policy's draws. Scores are cached per
+    that, the first ``screen_top`` candidates (the surrogate's best; in a preset without
+    a surrogate, ``n_candidates=1``, the policy's draws) are screened and re-ranked by
+    the surrogate refitted with the screen as its prior mean: a linear term in the
+    screen's standing among the results, whose slope the results fit (and which
+    vanishes where the screen does not predict them). Scores are cached per
     architecture, and the number of new screen calls of each proposal is stored with it
     (the trial system attr ``optuna_nas:controller:proposal``, key ``"screened"``), so a
     runner can charge what screening costs. A candidate the screen cannot score (a
