@@ -7,6 +7,7 @@ public space is listed here.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -204,6 +205,19 @@ def _quiet_and_seeded() -> Iterator[None]:
     torch.manual_seed(0)
     yield
     optuna.logging.set_verbosity(verbosity)
+
+
+@pytest.fixture(scope="session")
+def nasbench201_table() -> Any:
+    """The shared NAS-Bench-201 table; a failure in CI, a skip elsewhere, if it is missing."""
+    from optuna_nas.benchmarks import NasBench201Table
+    from tests._shared import NASBENCH201_TABLE
+
+    if not NASBENCH201_TABLE.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"The shared NAS-Bench-201 table is missing at {NASBENCH201_TABLE}.")
+        pytest.skip(f"The shared NAS-Bench-201 table is not at {NASBENCH201_TABLE}.")
+    return NasBench201Table.load(NASBENCH201_TABLE)
 
 
 def digits_slice(train: int, held_out: int) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 
 import optuna
 import pytest
@@ -17,14 +16,6 @@ from optuna_nas.spaces import Architecture, NasBench201Space
 
 SPACE = NasBench201Space()
 NETWORK = dict(channels=4, cells_per_stage=1, num_classes=10, in_channels=1)
-
-
-@pytest.fixture(autouse=True)
-def _quiet_optuna() -> Iterator[None]:
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    yield
-    optuna.logging.set_verbosity(verbosity)
 
 
 def _convs(arch: Architecture) -> float:
