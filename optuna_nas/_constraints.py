@@ -3,9 +3,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import optuna
+
+from optuna_nas.spaces._base import Architecture, SearchSpace
+
+_logger = logging.getLogger("optuna_nas.asha")
+
+#: ``arch_constraints(params) -> values``: constraints known before training.
+ArchConstraints = Callable[[dict[str, Any]], Sequence[float]]
 
 #: The trial system attr of a trial's constraint values: the key Optuna's own samplers write
 #: with ``constraints_func`` and read back as ``trial.constraints``.
@@ -52,3 +63,45 @@ def constraint_values(source: str, output: object, context: str = "") -> list[fl
             raise ValueError(f"{source} returned {values!r:.120}{context}, not finite; {fix}.")
         checked.append(number)
     return checked
+
+
+# ---- constraints known before training ---------------------------------------------------
+def check_arch_constraints(arch_constraints: object) -> None:
+    if arch_constraints is not None and not callable(arch_constraints):
+        raise ValueError(
+            f"arch_constraints must be a function params -> sequence of floats (feasible "
+            f"where all <= 0), or None; got {type(arch_constraints).__name__}."
+        )
+
+
+def arch_constraint_values(
+    arch_constraints: ArchConstraints, params: dict[str, Any]
+) -> list[float]:
+    """``arch_constraints(params)`` as a list of finite floats, or a ValueError naming it."""
+    return constraint_values(
+        f"arch_constraints ({callable_name(arch_constraints)})",
+        arch_constraints(dict(params)),
+        f" for {params}",
+    )
+
+
+def feasible(values: Sequence[float]) -> bool:
+    return all(v <= 0.0 for v in values)
+
+
+def record_constraints(
+    trial: optuna.Trial, space: SearchSpace, arch: Architecture, arch_constraints: ArchConstraints
+) -> None:
+    """Store the architecture's constraint values on the trial (system attr
+    ``constraints``, as Optuna's samplers read them); prune an infeasible one before it
+    trains."""
+    values = arch_constraint_values(arch_constraints, space.to_params(arch))
+    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, values)
+    if not feasible(values):
+        message = (
+            f"The architecture {arch} violates arch_constraints (values {values}; feasible "
+            "where all <= 0): pruned before training."
+        )
+        trial.set_user_attr("pruned_reason", message)
+        _logger.info("Trial %d: %s", trial.number, message)
+        raise optuna.TrialPruned(message)

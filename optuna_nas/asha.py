@@ -13,7 +13,7 @@ import logging
 import math
 import random
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,15 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nas._constraints import CONSTRAINTS_KEY, callable_name, constraint_values
+from optuna_nas._constraints import (
+    CONSTRAINTS_KEY,
+    ArchConstraints,
+    arch_constraint_values,
+    callable_name,
+    check_arch_constraints,
+    feasible,
+    record_constraints,
+)
 from optuna_nas._reporting import EPOCH_VALUES_ATTR
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
@@ -43,7 +51,6 @@ __all__ = [
 
 _logger = logging.getLogger(__name__)
 
-ArchConstraints = Callable[[dict[str, Any]], Sequence[float]]
 """``arch_constraints(params) -> values``: an architecture's params (as ``trial.params`` holds
 them, the space's prefixed names) to its constraint values; feasible where every value is
 zero or less."""
@@ -174,45 +181,6 @@ def _no_pruning_message(objectives: Sequence[str], what: str, fix: str) -> str:
 
 
 # ---- constraints known before training ---------------------------------------------------
-def _check_arch_constraints(arch_constraints: object) -> None:
-    if arch_constraints is not None and not callable(arch_constraints):
-        raise ValueError(
-            f"arch_constraints must be a function params -> sequence of floats (feasible "
-            f"where all <= 0), or None; got {type(arch_constraints).__name__}."
-        )
-
-
-def _constraint_values(arch_constraints: ArchConstraints, params: dict[str, Any]) -> list[float]:
-    """``arch_constraints(params)`` as a list of finite floats, or a ValueError naming it."""
-    return constraint_values(
-        f"arch_constraints ({callable_name(arch_constraints)})",
-        arch_constraints(dict(params)),
-        f" for {params}",
-    )
-
-
-def _feasible(values: Sequence[float]) -> bool:
-    return all(v <= 0.0 for v in values)
-
-
-def _record_constraints(
-    trial: optuna.Trial, space: SearchSpace, arch: Architecture, arch_constraints: ArchConstraints
-) -> None:
-    """Store the architecture's constraint values on the trial (system attr
-    ``constraints``, as Optuna's samplers read them); prune an infeasible one before it
-    trains."""
-    values = _constraint_values(arch_constraints, space.to_params(arch))
-    trial.storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_ATTR, values)
-    if not _feasible(values):
-        message = (
-            f"The architecture {arch} violates arch_constraints (values {values}; feasible "
-            "where all <= 0): pruned before training."
-        )
-        trial.set_user_attr("pruned_reason", message)
-        _logger.info("Trial %d: %s", trial.number, message)
-        raise optuna.TrialPruned(message)
-
-
 def _feasible_architecture(
     space: SearchSpace, arch_constraints: ArchConstraints, rng: random.Random
 ) -> Architecture:
@@ -220,8 +188,8 @@ def _feasible_architecture(
     values: list[float] = []
     for _ in range(MAX_CONSTRAINT_ATTEMPTS):
         arch = space.sample(rng)
-        values = _constraint_values(arch_constraints, space.to_params(arch))
-        if _feasible(values):
+        values = arch_constraint_values(arch_constraints, space.to_params(arch))
+        if feasible(values):
             return arch
     raise ValueError(
         f"arch_constraints ({callable_name(arch_constraints)}) rejected "
@@ -470,7 +438,7 @@ class _Recipe:
                 "Pass asha=False to train every trial for max_epochs, or search "
                 "objectives=('accuracy',) with ASHA.",
             ))
-        _check_arch_constraints(self.arch_constraints)
+        check_arch_constraints(self.arch_constraints)
         if self.asha and self.min_resource >= self.max_epochs:
             raise ValueError(
                 f"min_resource ({self.min_resource}) must be below max_epochs "
@@ -568,7 +536,7 @@ class _Recipe:
         its constraint values and the trial's seed."""
         arch = self.space.suggest(trial)
         if self.arch_constraints is not None:
-            _record_constraints(trial, self.space, arch, self.arch_constraints)
+            record_constraints(trial, self.space, arch, self.arch_constraints)
         number_seed = trial_seed(self.seed, trial.number)
         trial.set_user_attr("seed", number_seed)
         trial.set_user_attr("architecture", str(arch))

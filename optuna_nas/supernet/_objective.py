@@ -13,15 +13,14 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-from optuna_nas.asha import (
+from optuna_nas._constraints import (
     ArchConstraints,
-    _check_arch_constraints,
-    _check_objectives,
-    _constraint_values,
-    _directions,
-    _feasible,
-    _record_constraints,
+    arch_constraint_values,
+    check_arch_constraints,
+    feasible,
+    record_constraints,
 )
+from optuna_nas.asha import _check_objectives, _directions
 from optuna_nas.data import ImageData
 from optuna_nas.errors import NonFiniteLossError
 from optuna_nas.nn._ops import plain_pooling
@@ -156,7 +155,7 @@ class WeightSharingObjective:
         if len(data.train) == 0 or len(data.valid) == 0:  # type: ignore[arg-type]
             raise ValueError(f"The {data.name} data has an empty train or valid split.")
         self.objectives = _check_objectives(objectives, "WeightSharingObjective", _OBJECTIVES)
-        _check_arch_constraints(arch_constraints)
+        check_arch_constraints(arch_constraints)
         self.arch_constraints = arch_constraints
         self._costs: dict[Architecture, dict[str, int]] = {}
         self.supernet = supernet
@@ -257,7 +256,7 @@ class WeightSharingObjective:
         """Whether ``arch`` meets ``arch_constraints`` (always, without constraints)."""
         if self.arch_constraints is None:
             return True
-        return _feasible(_constraint_values(self.arch_constraints, self.space.to_params(arch)))
+        return feasible(arch_constraint_values(self.arch_constraints, self.space.to_params(arch)))
 
     def costs(self, arch: Architecture) -> dict[str, int]:
         """The costs of an architecture's path: ``params`` (the supernet parameters it
@@ -303,7 +302,7 @@ class WeightSharingObjective:
             self.load(trial.study)
         arch = self.space.suggest(trial)
         if self.arch_constraints is not None:
-            _record_constraints(trial, self.space, arch, self.arch_constraints)
+            record_constraints(trial, self.space, arch, self.arch_constraints)
         trial.set_user_attr("supernet_step", self.step)
         trial.set_user_attr("seed", self.seed)
         self.train_path(arch, self.steps_per_trial, trial)
