@@ -473,6 +473,7 @@ class ControllerSampler(BaseSampler):
         self._weights: np.ndarray | None = None
         self._screen_cache: dict[tuple[int, ...], float] = {}
         self._screened = 0  # the screen's calls for the proposal being made
+        self._reward_cache: dict[tuple[Any, ...], list[float]] = {}
 
     # ---- Optuna's sampler interface -------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -1046,6 +1047,13 @@ class ControllerSampler(BaseSampler):
         # whole history (a result's place on the front), so it is computed here, not stored.
         if not samples:
             return []
+        key = None
+        if len(samples[0].values) > 1 and (weights is not None or self.pareto_reward == "rank"):
+            # A proposal scores the same history for its local parents and its surrogate.
+            key = (id(samples[0]), id(samples[-1]), len(samples), len(self._samples),
+                   None if weights is None else weights.tobytes())
+            if key in self._reward_cache:
+                return list(self._reward_cache[key])
         if len(samples[0].values) > 1:
             values = np.array([s.values for s in samples], dtype=np.float64)
             if self.pareto_reward == "rank":
@@ -1059,7 +1067,9 @@ class ControllerSampler(BaseSampler):
         if any(s.violation > 0 for s in samples):
             scores = feasible_first(scores, [s.violation for s in samples])
         result: list[float] = scores.tolist()
-        return result
+        if key is not None:
+            self._reward_cache = {key: result}
+        return list(result)
 
     def _learn(self, study: Study) -> None:
         # Only trials from the first unfinished one on can hold something new: a long
