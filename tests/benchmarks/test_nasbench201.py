@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,12 +38,8 @@ ARCH_B = (
 
 
 @pytest.fixture(scope="module")
-def table() -> NasBench201Table:
-    if not TABLE_PATH.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"The shared NAS-Bench-201 table is missing at {TABLE_PATH} (CI is set).")
-        pytest.skip(f"The shared NAS-Bench-201 table is not at {TABLE_PATH}.")
-    return NasBench201Table.load(TABLE_PATH)
+def table(nasbench201_table: NasBench201Table) -> NasBench201Table:
+    return nasbench201_table
 
 
 @pytest.fixture(autouse=True)
