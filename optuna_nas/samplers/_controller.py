@@ -247,7 +247,8 @@ class ControllerSampler(BaseSampler):
         screen: ``screen(arch) -> float`` scoring an :class:`~optuna_nas.spaces.Architecture`
             of ``space`` before it is proposed (needs a space).
         screen_candidates: Policy draws screened per proposal in the startup phase.
-        screen_top: Candidates re-ranked by the screen after the startup phase.
+        screen_top: Candidates re-ranked by the screen after the startup phase (0: the
+            screen only warms the study up).
     """
 
     def __init__(
@@ -289,8 +290,8 @@ class ControllerSampler(BaseSampler):
         cost_exponent: float | tuple[float, float] = -0.07,
         cost_attr: str = "latency_s",
         screen: Screen | None = None,
-        screen_candidates: int = 10,
-        screen_top: int = 0,
+        screen_candidates: int = 20,
+        screen_top: int = 8,
     ) -> None:
         if space is not None and not isinstance(space, SearchSpace):
             raise TypeError(

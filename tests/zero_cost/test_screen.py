@@ -93,9 +93,9 @@ def test_screen_top_reranks_after_the_startup_trials() -> None:
     counts = [t.system_attrs[PROPOSAL_KEY]["screened"] for t in study.trials]
     assert all(0 < c <= 4 for c in counts[:3])
     assert all(c <= 8 for c in counts[3:]) and sum(counts[3:]) > 0
-    # No screen after the startup trials: only the warm-up screens.
+    # screen_top=0: only the warm-up screens.
     quiet = ControllerSampler(SPACE, seed=0, screen=_convs, screen_candidates=4,
-                              n_startup_trials=3, n_candidates=32)
+                              screen_top=0, n_startup_trials=3, n_candidates=32)
     study = optuna.create_study(direction="maximize", sampler=quiet)
     study.optimize(_objective, n_trials=6)
     assert [t.system_attrs[PROPOSAL_KEY]["screened"] for t in study.trials][3:] == [0] * 3
